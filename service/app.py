@@ -1,0 +1,40 @@
+"""The standalone service: ``hypercorn service.app:app`` (what ``make run`` starts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+
+from quart import Quart, Response
+
+from .models import Submission
+from .settings import DEMO_MODULE, Settings
+from .web import Offload
+from .web.api import json_response
+from .web.problems import register_app_handlers
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    """The API, the demo tasks (or those of ``OFFLOAD_TASK_MODULES``) and the seed's route."""
+    app = Quart("offload")
+    settings = settings or Settings.load(app.config)
+    if not settings.task_modules:
+        settings = dataclasses.replace(settings, task_modules=(DEMO_MODULE,))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body
+    offload = Offload(app, settings=settings)
+    register_app_handlers(app)
+
+    @app.get("/process")
+    async def process() -> Response:
+        """The tutorial's route: start the 10-second job and answer at once."""
+        owner = offload.current_owner()
+        record, _ = await offload.service.submit(Submission("long_task"), owner=owner)
+        return json_response({"task_id": record.id, "status": record.status.value}, 202,
+                             {"Location": f"/tasks/{record.id}", "Retry-After": "1"})
+
+    return app
+
+
+logging.basicConfig(level=os.environ.get("OFFLOAD_LOG_LEVEL", "INFO"))
+app = create_app()

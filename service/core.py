@@ -1,0 +1,325 @@
+"""The framework-free task service: submit, look up, wait, cancel, delete, list, stats.
+
+Embed it in any asyncio program::
+
+    service = TaskService()
+    service.register(my_task)
+    await service.start()
+    handle = await my_task.submit(3)
+    print(await handle.result())
+    await service.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, overload
+
+from typing_extensions import Unpack
+
+from .cursor import BadCursor, CursorCodec
+from .errors import (
+    BadQuery,
+    FieldError,
+    IdempotencyConflict,
+    InvalidSubmission,
+    NotRunning,
+    ShuttingDown,
+    TaskAlreadyTerminal,
+    TaskNotFound,
+    TaskStillActive,
+)
+from .events import EventHub, Subscription
+from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
+from .handles import task as declare_task
+from .metrics import Metrics
+from .models import JSON, PENDING, Status, Submission, TaskError, TaskRecord, looks_like_task_id
+from .registry import Registry
+from .runner.job import Job
+from .runner.scheduler import Scheduler
+from .settings import Settings
+from .stores import ListQuery, TaskStore, open_store
+
+log = logging.getLogger("offload")
+PRIORITY_LIMIT = 2**31
+
+
+class TaskService:
+    """Runs registered tasks in this process and keeps their records in a store."""
+
+    def __init__(self, settings: Settings | None = None, store: TaskStore | None = None) -> None:
+        self.settings = settings or Settings()
+        self.registry = Registry()
+        self.store = store or open_store(self.settings.store)
+        self.hub = EventHub()
+        self.metrics = Metrics(self._gauges)
+        self.scheduler = Scheduler(self.store, self.hub, self.metrics, self.settings)
+        self._cursors = CursorCodec()
+        self._idempotency_lock = asyncio.Lock()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._started_at: float | None = None
+        self._stopping = False
+
+    # -- registering ----------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> TaskFunction: ...
+    @overload
+    def task(self, fn: None = None, /, **options: Unpack[TaskOptions]) -> Decorator: ...
+    def task(self, fn: Callable[..., Any] | None = None, /,
+             **options: Unpack[TaskOptions]) -> TaskFunction | Decorator:
+        """Register a function as a task type; see :func:`service.task` for the options."""
+        def register(function: Callable[..., Any]) -> TaskFunction:
+            return self.register(declare_task(**options)(function))
+        return register(fn) if fn is not None else register
+
+    def register(self, task: TaskFunction) -> TaskFunction:
+        """Add a task (e.g. one made with :func:`service.task`) and bind it to this service."""
+        self.registry.add(task.task_type)
+        task.bind(self)
+        return task
+
+    def register_module(self, module_name: str) -> list[TaskFunction]:
+        """Import a module and register every task defined in it."""
+        module = importlib.import_module(module_name)
+        return [self.register(task) for task in collect_tasks(module)]
+
+    # -- life cycle -----------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._started_at is not None and not self._stopping
+
+    async def start(self) -> None:
+        """Open the store, take back work left by an earlier run, start the sweeper."""
+        if self._started_at is not None:
+            return
+        await self.store.open()
+        await self._recover()
+        self._started_at = time.monotonic()
+        self._sweeper = asyncio.create_task(self._sweep(), name="offload:sweeper")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Refuse new work; give running tasks ``grace`` seconds; stop what is left."""
+        if self._stopping or self._started_at is None:
+            return
+        self._stopping = True
+        grace = self.settings.shutdown_grace if grace is None else grace
+        await self.scheduler.drain(grace)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        await self.store.close()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await self.scheduler.evict()
+            except Exception:
+                log.exception("evicting old task records failed")
+
+    async def _recover(self) -> None:
+        for record in await self.store.unfinished():
+            try:
+                task_type = self.registry.get(record.name)
+                call = task_type.bind(record.args, record.kwargs)
+            except InvalidSubmission as exc:
+                record.status = Status.FAILED
+                record.error = TaskError("Interrupted", f"cannot resume: {exc}")
+                record.finished_at = time.time()
+                await self.store.save(record)
+                continue
+            if record.status is Status.RUNNING:
+                interrupted = Job(record, task_type, call)
+                await self.scheduler.interrupt(interrupted, "the service stopped while it ran")
+            if record.status in PENDING:
+                self.scheduler.enqueue(Job(record, task_type, call), reserved=False)
+
+    # -- submitting -----------------------------------------------------------------------
+
+    async def submit(
+        self, submission: Submission, *, owner: str | None = None,
+        idempotency_key: str | None = None, request_hash: str | None = None,
+    ) -> tuple[TaskRecord, bool]:
+        """Accept one task. Returns the record and whether it is new (False: an earlier
+        submission with the same idempotency key)."""
+        if idempotency_key is None:
+            job = self._prepare(submission, owner)
+            await self._admit([job])
+            return job.record, True
+        request_hash = request_hash or submission.fingerprint()
+        async with self._idempotency_lock:
+            existing = await self.store.find_idempotent(owner, idempotency_key)
+            if existing is not None:
+                if existing.request_hash != request_hash:
+                    raise IdempotencyConflict("this Idempotency-Key was used with another body")
+                return existing, False
+            job = self._prepare(submission, owner, idempotency_key, request_hash)
+            await self._admit([job])
+            return job.record, True
+
+    async def submit_many(
+        self, submissions: Sequence[Submission], *, owner: str | None = None
+    ) -> list[TaskRecord]:
+        """Accept all of the tasks or none of them; errors name the failing index."""
+        if len(submissions) > self.settings.max_batch:
+            raise InvalidSubmission([FieldError(
+                "tasks", f"at most {self.settings.max_batch} tasks in one batch")])
+        jobs = []
+        for index, submission in enumerate(submissions):
+            try:
+                jobs.append(self._prepare(submission, owner))
+            except InvalidSubmission as exc:
+                raise exc.prefixed(f"tasks.{index}") from None
+        await self._admit(jobs)
+        return [job.record for job in jobs]
+
+    def _prepare(self, submission: Submission, owner: str | None,
+                 idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
+        task_type = self.registry.get(submission.name)
+        call = task_type.bind(list(submission.args), submission.kwargs)
+        _check_options(submission, self.settings.max_delay)
+        now = time.time()
+        record = TaskRecord(
+            name=task_type.name, args=list(submission.args), kwargs=dict(submission.kwargs),
+            priority=submission.priority, max_attempts=task_type.max_attempts,
+            timeout=submission.timeout or task_type.timeout, created_at=now, owner=owner,
+            idempotency_key=idempotency_key, request_hash=request_hash)
+        if submission.delay:
+            record.status = Status.SCHEDULED
+            record.scheduled_at = now + submission.delay
+        return Job(record, task_type, call)
+
+    async def _admit(self, jobs: list[Job]) -> None:
+        if not self.started:
+            raise ShuttingDown("the service is shutting down") if self._stopping else NotRunning(
+                "the task service has not been started")
+        self.scheduler.reserve(len(jobs))
+        try:
+            await self.store.add([job.record for job in jobs])
+        except BaseException:
+            self.scheduler.unreserve(len(jobs))
+            raise
+        for job in jobs:
+            self.scheduler.enqueue(job)
+            self.metrics.submitted.labels(job.record.name).inc()
+
+    # -- looking up and acting ------------------------------------------------------------
+
+    async def get(self, task_id: str, owner: str | None = None) -> TaskRecord:
+        """The task's record; :class:`TaskNotFound` if there is none the owner may see."""
+        record = await self.store.get(task_id) if looks_like_task_id(task_id) else None
+        if record is None or (owner is not None and record.owner != owner):
+            raise TaskNotFound(task_id)
+        return record
+
+    async def wait(self, task_id: str, timeout: float | None, owner: str | None = None
+                   ) -> TaskRecord:
+        """The record once terminal, or as it is when ``timeout`` seconds have passed."""
+        record = await self.get(task_id, owner)
+        if record.terminal or timeout == 0:
+            return record
+        await self.hub.wait_terminal(task_id, timeout)
+        return await self.store.get(task_id) or record
+
+    async def cancel(self, task_id: str, owner: str | None = None) -> TaskRecord:
+        """Cancel a task that has not finished; :class:`TaskAlreadyTerminal` otherwise."""
+        record = await self.get(task_id, owner)
+        if record.terminal:
+            raise TaskAlreadyTerminal(f"task {task_id} is already {record.status}")
+        job = self.scheduler.job(task_id)
+        if job is not None:
+            await self.scheduler.cancel(job)
+        return job.record if job is not None else record
+
+    async def delete(self, task_id: str, owner: str | None = None) -> None:
+        """Forget a finished task's record; :class:`TaskStillActive` if it is not finished."""
+        record = await self.get(task_id, owner)
+        if not record.terminal:
+            raise TaskStillActive(f"task {task_id} is {record.status}; cancel it first")
+        await self.store.delete(task_id)
+        self.hub.forget(task_id)
+
+    async def subscribe(self, task_id: str, owner: str | None = None
+                        ) -> tuple[TaskRecord, Subscription | None]:
+        """The record now, and a subscription to its changes (None if it is terminal)."""
+        record = await self.get(task_id, owner)
+        return record, None if record.terminal else self.hub.subscribe(task_id)
+
+    async def list(
+        self, *, statuses: Sequence[str] = (), name: str | None = None,
+        owner: str | None = None, limit: int = 50, cursor: str | None = None,
+    ) -> tuple[list[TaskRecord], str | None]:
+        """A page of tasks, newest first, and the cursor of the next page (or None)."""
+        query = ListQuery(statuses=_parse_statuses(statuses), name=name, owner=owner,
+                          limit=self._check_limit(limit) + 1, before_seq=self._decode(cursor))
+        items = await self.store.page(query)
+        if len(items) < query.limit:
+            return items, None
+        items = items[:-1]
+        return items, self._cursors.encode(items[-1].seq)
+
+    def _check_limit(self, limit: int) -> int:
+        if not 1 <= limit <= self.settings.max_page:
+            raise BadQuery(f"limit must be between 1 and {self.settings.max_page}")
+        return limit
+
+    def _decode(self, cursor: str | None) -> int | None:
+        try:
+            return None if cursor is None else self._cursors.decode(cursor)
+        except BadCursor as exc:
+            raise BadQuery(str(exc)) from None
+
+    async def stats(self, owner: str | None = None) -> dict[str, JSON]:
+        """Counts by status, queue depth, running, capacity and uptime."""
+        counts = await self.store.count_by_status(owner)
+        uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
+        return {
+            "counts": {status.value: counts[status] for status in Status},
+            **self._gauges(),
+            "max_queue": self.settings.max_queue,
+            "uptime_seconds": round(uptime, 3),
+            "accepting": self.started,
+        }
+
+    def _gauges(self) -> dict[str, float]:
+        scheduler = self.scheduler
+        return {"queue_depth": scheduler.pending, "queued": scheduler.queued,
+                "running": scheduler.running, "capacity": scheduler.capacity}
+
+    def handle(self, task_id: str) -> TaskHandle:
+        """A handle on a task by id (no check that it exists until it is used)."""
+        return TaskHandle(self, task_id)
+
+
+def _check_options(submission: Submission, max_delay: float) -> None:
+    errors = []
+    delay, timeout = submission.delay, submission.timeout
+    if delay is not None and not (math.isfinite(delay) and 0 <= delay <= max_delay):
+        errors.append(FieldError("delay", f"must be between 0 and {max_delay:g} seconds"))
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        errors.append(FieldError("timeout", "must be a positive number of seconds"))
+    if not -PRIORITY_LIMIT <= submission.priority < PRIORITY_LIMIT:
+        errors.append(FieldError("priority", f"must be between {-PRIORITY_LIMIT} and "
+                                             f"{PRIORITY_LIMIT - 1}"))
+    if errors:
+        raise InvalidSubmission(errors, "invalid task options")
+
+
+def _parse_statuses(values: Sequence[str]) -> frozenset[Status] | None:
+    try:
+        return frozenset(Status(v) for v in values) or None
+    except ValueError:
+        allowed = ", ".join(s.value for s in Status)
+        raise BadQuery(f"status must be one of: {allowed}") from None
+
+
+__all__ = ["Submission", "TaskService"]

@@ -1,0 +1,119 @@
+"""Fan-out of task changes to listeners (event streams) and waiters (``wait``)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Literal
+
+from .models import JSON, TaskRecord
+
+EventKind = Literal["status", "progress"]
+LISTENER_BUFFER = 256
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEvent:
+    """One change of one task: its kind and the whole task object at that moment."""
+
+    kind: EventKind
+    task: dict[str, JSON]
+    terminal: bool
+
+
+class EventHub:
+    """Per-task listeners and terminal waiters. Costs one dict look-up when nobody listens."""
+
+    def __init__(self) -> None:
+        self._listeners: dict[str, set[asyncio.Queue[TaskEvent]]] = {}
+        self._finished: dict[str, asyncio.Event] = {}
+
+    def publish(self, kind: EventKind, record: TaskRecord) -> None:
+        """Tell listeners of ``record`` about a change; wake waiters when it is terminal."""
+        queues = self._listeners.get(record.id)
+        if queues:
+            event = TaskEvent(kind, record.to_json(), record.terminal)
+            for queue in queues:
+                _put_dropping_oldest(queue, event)
+        if record.terminal:
+            waiter = self._finished.pop(record.id, None)
+            if waiter is not None:
+                waiter.set()
+
+    async def wait_terminal(self, task_id: str, timeout: float | None) -> bool:
+        """Wait until ``publish`` sees the task terminal; False when ``timeout`` passes first.
+
+        The caller checks the record first: this only waits for a *future* terminal event.
+        """
+        waiter = self._finished.setdefault(task_id, asyncio.Event())
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def subscribe(self, task_id: str) -> Subscription:
+        """Start listening now (synchronously, so no change is missed); iterate to read."""
+        return Subscription(self, task_id)
+
+    def forget(self, task_id: str) -> None:
+        """Drop a waiter nobody will ever wake (the record was deleted or evicted)."""
+        waiter = self._finished.pop(task_id, None)
+        if waiter is not None:
+            waiter.set()
+
+    def listener_count(self) -> int:
+        return sum(len(q) for q in self._listeners.values())
+
+    def _attach(self, task_id: str, queue: asyncio.Queue[TaskEvent]) -> None:
+        self._listeners.setdefault(task_id, set()).add(queue)
+
+    def _detach(self, task_id: str, queue: asyncio.Queue[TaskEvent]) -> None:
+        queues = self._listeners.get(task_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._listeners[task_id]
+
+
+class Subscription:
+    """The events of one task, until and including its terminal one. Close when done."""
+
+    def __init__(self, hub: EventHub, task_id: str) -> None:
+        self._hub = hub
+        self._task_id = task_id
+        self._queue: asyncio.Queue[TaskEvent] = asyncio.Queue(LISTENER_BUFFER)
+        self._done = False
+        hub._attach(task_id, self._queue)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> TaskEvent:
+        if self._done:
+            raise StopAsyncIteration
+        event = await self._queue.get()
+        if event.terminal:
+            self.close()
+        return event
+
+    async def next(self, timeout: float | None) -> TaskEvent | None:
+        """The next event, or None when ``timeout`` passes first (for keep-alives)."""
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.__anext__()
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            self._hub._detach(self._task_id, self._queue)
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[TaskEvent], event: TaskEvent) -> None:
+    # A slow reader loses old progress, never the newest state (the terminal event is last).
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(event)

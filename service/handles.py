@@ -1,0 +1,174 @@
+"""What user code holds: task functions (``@task``) and handles on submitted tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, overload
+
+from typing_extensions import TypedDict, Unpack
+
+from . import jsonutil
+from .errors import FieldError, InvalidSubmission, NotRunning, TaskCancelled, TaskFailed
+from .models import JSON, Status, Submission, TaskRecord
+from .registry import Executor, TaskType, default_executor
+
+if TYPE_CHECKING:
+    from .core import TaskService
+
+
+class TaskHandle:
+    """A submitted task: its id, its last known record, and ways to wait for it or stop it."""
+
+    def __init__(self, service: TaskService, task_id: str,
+                 record: TaskRecord | None = None) -> None:
+        self._service = service
+        self.id = task_id
+        self.record = record
+
+    @property
+    def status(self) -> Status | None:
+        """The status as last seen (call :meth:`refresh` for the store's view)."""
+        return None if self.record is None else self.record.status
+
+    async def refresh(self) -> TaskRecord:
+        self.record = await self._service.get(self.id)
+        return self.record
+
+    async def wait(self, timeout: float | None = None) -> TaskRecord:
+        """Wait until the task is terminal; raise :class:`TimeoutError` if ``timeout`` passes."""
+        self.record = await self._service.wait(self.id, timeout)
+        if not self.record.terminal:
+            raise TimeoutError(f"task {self.id} is still {self.record.status}")
+        return self.record
+
+    async def result(self, timeout: float | None = None) -> JSON:
+        """The task's return value, once it has one. Raises :class:`TaskFailed` or
+        :class:`TaskCancelled` for a task that ended otherwise."""
+        record = await self.wait(timeout)
+        if record.status is Status.FAILED:
+            assert record.error is not None
+            raise TaskFailed(record.error)
+        if record.status is Status.CANCELLED:
+            raise TaskCancelled(f"task {self.id} was cancelled")
+        return record.result
+
+    async def cancel(self) -> TaskRecord:
+        """Ask the task to stop (see the SPEC's rules per executor)."""
+        self.record = await self._service.cancel(self.id)
+        return self.record
+
+    def __repr__(self) -> str:
+        return f"<TaskHandle {self.id} {self.status}>"
+
+
+class TaskFunction:
+    """A function registered as a task. Call it to run it here and now; ``submit`` to run it
+    in the background."""
+
+    def __init__(self, task_type: TaskType) -> None:
+        self.task_type = task_type
+        self._service: TaskService | None = None
+        functools.update_wrapper(self, task_type.fn)
+
+    @property
+    def name(self) -> str:
+        return self.task_type.name
+
+    def bind(self, service: TaskService) -> None:
+        """Make ``submit`` use ``service`` (the last service that registered this task)."""
+        self._service = service
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.task_type.fn(*args, **kwargs)
+
+    async def submit(self, *args: JSON, **kwargs: JSON) -> TaskHandle:
+        """Run in the background with these arguments; returns at once (Celery's ``delay``)."""
+        return await self.submit_with(args, kwargs)
+
+    async def submit_with(
+        self, args: tuple[JSON, ...] | list[JSON] = (), kwargs: dict[str, JSON] | None = None,
+        *, delay: float | None = None, priority: int = 0, timeout: float | None = None,
+    ) -> TaskHandle:
+        """``submit`` with options (Celery's ``apply_async``)."""
+        if self._service is None:
+            raise NotRunning(f"task {self.name!r} is not registered with a task service")
+        kwargs = kwargs or {}
+        _require_json(args, kwargs)
+        submission = Submission(self.name, list(args), kwargs, delay, priority, timeout)
+        record, _ = await self._service.submit(submission)
+        return TaskHandle(self._service, record.id, record)
+
+    async def map(self, items: list[tuple[JSON, ...]]) -> list[TaskHandle]:
+        """Submit one task per argument tuple, all or none (one store write)."""
+        if self._service is None:
+            raise NotRunning(f"task {self.name!r} is not registered with a task service")
+        submissions = [Submission(self.name, list(item)) for item in items]
+        _require_json([s.args for s in submissions], {})
+        records = await self._service.submit_many(submissions)
+        return [TaskHandle(self._service, r.id, r) for r in records]
+
+
+class TaskOptions(TypedDict, total=False):
+    """Options of ``@task``; every one may be left out."""
+
+    name: str
+    executor: Executor
+    timeout: float | None
+    retries: int
+    retry_on: tuple[type[BaseException], ...]
+    retry_backoff: float | None
+    concurrency: int | None
+    idempotent: bool
+
+
+Decorator = Callable[[Callable[..., Any]], TaskFunction]
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> TaskFunction: ...
+@overload
+def task(fn: None = None, /, **options: Unpack[TaskOptions]) -> Decorator: ...
+def task(fn: Callable[..., Any] | None = None, /,
+         **options: Unpack[TaskOptions]) -> TaskFunction | Decorator:
+    """Declare a task in a module without a service at hand (like Celery's ``shared_task``);
+    a service picks it up with ``register_module`` (or ``OFFLOAD_TASK_MODULES``).
+
+    ``async def`` functions run on the event loop, plain ``def`` ones in a thread pool;
+    ``executor="process"`` runs a plain ``def`` in a worker process that can be killed.
+    Options: ``name``, ``executor``, ``timeout`` (seconds), ``retries``, ``retry_on``
+    (exception types worth a retry), ``retry_backoff`` (first delay, seconds; doubles each
+    time, with jitter), ``concurrency`` (at most this many running at once) and
+    ``idempotent`` (safe to run again after a crash).
+    """
+    def declare(function: Callable[..., Any]) -> TaskFunction:
+        executor = options.get("executor") or default_executor(function)
+        settings = {k: v for k, v in options.items() if k not in ("name", "executor")}
+        task_type = TaskType(name=options.get("name") or function.__name__, fn=function,
+                             executor=executor, **settings)  # type: ignore[arg-type]
+        return TaskFunction(task_type)
+    return declare(fn) if fn is not None else declare
+
+
+def collect_tasks(module: ModuleType) -> list[TaskFunction]:
+    """The tasks a module defines (not those it merely imports)."""
+    found = []
+    for _, value in inspect.getmembers(module, lambda v: isinstance(v, TaskFunction)):
+        if value.task_type.fn.__module__ == module.__name__:
+            found.append(value)
+    return found
+
+
+def _require_json(args: Any, kwargs: dict[str, Any]) -> None:
+    try:
+        jsonutil.check([args, kwargs])
+    except jsonutil.NotJSON as exc:
+        raise InvalidSubmission([FieldError("args", f"not a JSON value: {exc}")]) from None
+
+
+async def gather_results(handles: list[TaskHandle], timeout: float | None = None) -> list[JSON]:
+    """The results of several tasks, in order."""
+    return list(await asyncio.gather(*(h.result(timeout) for h in handles)))

@@ -1,0 +1,44 @@
+"""Prometheus metrics of one task service, in a registry of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, float("inf"))
+
+
+class Metrics:
+    """Counters and histograms updated on the task path; gauges read live on each scrape."""
+
+    def __init__(self, gauges: Callable[[], dict[str, float]]) -> None:
+        self.registry = CollectorRegistry()
+        self.submitted = Counter("offload_tasks_submitted", "Tasks accepted.", ["task"],
+                                 registry=self.registry)
+        self.finished = Counter("offload_tasks_finished", "Tasks that reached a terminal status.",
+                                ["task", "status"], registry=self.registry)
+        self.retried = Counter("offload_tasks_retried", "Attempts that failed and will be retried.",
+                               ["task"], registry=self.registry)
+        self.rejected = Counter("offload_submissions_rejected", "Submissions refused.",
+                                ["reason"], registry=self.registry)
+        self.duration = Histogram("offload_task_duration_seconds", "Run time of one attempt.",
+                                  ["task"], buckets=DURATION_BUCKETS, registry=self.registry)
+        self.registry.register(_LiveGauges(gauges))
+
+    def exposition(self) -> bytes:
+        """The text format, for ``GET /metrics``."""
+        return generate_latest(self.registry)
+
+
+class _LiveGauges(Collector):
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        for name, value in self._read().items():
+            gauge = GaugeMetricFamily(f"offload_{name}", f"Current {name.replace('_', ' ')}.")
+            gauge.add_metric([], value)
+            yield gauge

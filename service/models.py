@@ -1,0 +1,171 @@
+"""The task record and its status rules: the vocabulary every other module speaks."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+JSON = Any
+"""A JSON value: None, bool, int, float, str, list of JSON, dict of str to JSON."""
+
+
+class Status(StrEnum):
+    """Where a task is in its life. Terminal statuses never change again."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+PENDING = frozenset({Status.QUEUED, Status.SCHEDULED})
+ACTIVE = PENDING | {Status.RUNNING}
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+# The only moves a record may make. RUNNING -> SCHEDULED is a retry; RUNNING -> QUEUED is an
+# idempotent task handed back to a durable store at shutdown.
+ALLOWED_MOVES: dict[Status, frozenset[Status]] = {
+    Status.SCHEDULED: frozenset({Status.QUEUED, Status.CANCELLED, Status.FAILED}),
+    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
+    Status.RUNNING: frozenset(TERMINAL | {Status.SCHEDULED, Status.QUEUED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
+ID_LENGTH = 24
+
+
+class InvalidTransition(RuntimeError):
+    """A status move the rules forbid: always a bug in Offload, never the user's input."""
+
+
+def new_task_id() -> str:
+    """An opaque, URL-safe, unguessable id (144 random bits)."""
+    return secrets.token_urlsafe(ID_BYTES)
+
+
+def looks_like_task_id(value: str) -> bool:
+    """Cheap shape check so that malformed ids are a plain 404 without a store look-up."""
+    return len(value) == ID_LENGTH and value.replace("-", "a").replace("_", "a").isalnum()
+
+
+def isoformat(timestamp: float | None) -> str | None:
+    """Epoch seconds to RFC 3339 in UTC with microseconds and a trailing Z."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True)
+class TaskError:
+    """Why a task failed (or, while it waits to retry, why the last attempt did)."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    def to_json(self, include_traceback: bool = False) -> dict[str, JSON]:
+        body: dict[str, JSON] = {"type": self.type, "message": self.message}
+        if include_traceback and self.traceback:
+            body["traceback"] = self.traceback
+        return body
+
+
+@dataclass(slots=True)
+class Progress:
+    """What a running task last reported about itself."""
+
+    current: float
+    total: float | None = None
+    message: str | None = None
+
+    def to_json(self) -> dict[str, JSON]:
+        return {"current": self.current, "total": self.total, "message": self.message}
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """Everything known about one submitted task. Stores persist it; the core moves it."""
+
+    name: str
+    args: list[JSON] = field(default_factory=list)
+    kwargs: dict[str, JSON] = field(default_factory=dict)
+    id: str = field(default_factory=new_task_id)
+    status: Status = Status.QUEUED
+    priority: int = 0
+    progress: Progress | None = None
+    result: JSON = None
+    error: TaskError | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    cancel_requested: bool = False
+    timeout: float | None = None
+    created_at: float = 0.0
+    scheduled_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    owner: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    seq: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def move(self, to: Status) -> Status:
+        """Change status if the rules allow it; returns the previous status."""
+        previous = self.status
+        if to not in ALLOWED_MOVES[previous]:
+            raise InvalidTransition(f"task {self.id}: {previous} -> {to} is not allowed")
+        self.status = to
+        return previous
+
+    def to_json(self, include_traceback: bool = False) -> dict[str, JSON]:
+        """The public task object of the HTTP API (no owner, no idempotency data)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status.value,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "priority": self.priority,
+            "progress": self.progress.to_json() if self.progress else None,
+            "result": self.result,
+            "error": self.error.to_json(include_traceback) if self.error else None,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "cancel_requested": self.cancel_requested,
+            "timeout": self.timeout,
+            "created_at": isoformat(self.created_at),
+            "scheduled_at": isoformat(self.scheduled_at),
+            "started_at": isoformat(self.started_at),
+            "finished_at": isoformat(self.finished_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One task to run: the task type's name, its arguments, and options."""
+
+    name: str
+    args: Sequence[JSON] = ()
+    kwargs: dict[str, JSON] = field(default_factory=dict)
+    delay: float | None = None
+    priority: int = 0
+    timeout: float | None = None
+
+    def fingerprint(self) -> str:
+        body = {"name": self.name, "args": list(self.args), "kwargs": self.kwargs,
+                "delay": self.delay, "priority": self.priority, "timeout": self.timeout}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,1 @@
+"""Where work runs: executors, the ready queue and the scheduler that drives one task's path."""

@@ -1,0 +1,64 @@
+"""The event-loop and thread executors; the process pool lives in :mod:`.process_pool`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..context import TaskContext, set_current
+from ..registry import BoundCall, TaskType
+
+
+class Executor(ABC):
+    """Runs one call of a task function. Cancelling ``run`` must stop the work if it can."""
+
+    capacity: int
+    """How many calls can truly run at once; the scheduler never starts more."""
+
+    @property
+    def cancellable(self) -> bool:
+        """False when cancelling ``run`` would abandon work that goes on (threads)."""
+        return True
+
+    @abstractmethod
+    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+        """Run the call to its end and return its value (or raise its exception)."""
+
+    async def close(self) -> None:
+        """Release workers. Work still running is abandoned."""
+
+
+class AsyncExecutor(Executor):
+    """``async def`` tasks, on the event loop itself."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+
+    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+        set_current(context)  # each task runs in an asyncio.Task of its own: no leak
+        return await task_type.fn(*call.args, **call.kwargs)
+
+
+class ThreadExecutor(Executor):
+    """Plain ``def`` tasks, in a thread pool; they can only stop themselves."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="offload")
+
+    @property
+    def cancellable(self) -> bool:
+        return False
+
+    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+        ctx = contextvars.copy_context()
+        ctx.run(set_current, context)
+        target = functools.partial(ctx.run, task_type.fn, *call.args, **call.kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, target)
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

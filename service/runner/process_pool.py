@@ -1,0 +1,131 @@
+"""Process tasks: a pool of worker processes we start ourselves, killable one by one.
+
+``multiprocessing`` refuses to start children inside Hypercorn's daemonic workers, so the
+pool starts plain subprocesses and speaks JSON lines to them (nothing is pickled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from ..context import TaskContext
+from ..errors import WorkerCrashed
+from ..registry import BoundCall, TaskType
+from .executors import Executor
+
+log = logging.getLogger("offload.process")
+LINE_LIMIT = 256 * 1024 * 1024
+
+
+class RemoteError(Exception):
+    """An exception raised in a worker process, carried back as its names and message."""
+
+    def __init__(self, type_name: str, message: str, traceback: str, mro: list[str]) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.remote_traceback = traceback
+        self.mro = mro
+
+    def is_a(self, cls: type[BaseException]) -> bool:
+        return f"{cls.__module__}.{cls.__qualname__}" in self.mro
+
+
+class _Worker:
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def request(self, message: dict[str, Any], context: TaskContext) -> Any:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(message).encode() + b"\n")
+        await self.process.stdin.drain()
+        while True:
+            reply = await self.read()
+            if "progress" in reply:
+                update = reply["progress"]
+                context.progress(update["current"], update["total"], update["message"])
+            elif "ok" in reply:
+                return reply["ok"]
+            else:
+                raise RemoteError(**reply["error"])
+
+    async def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            code = await self.process.wait()
+            raise WorkerCrashed(f"worker process {self.process.pid} died (exit code {code})")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+
+class ProcessExecutor(Executor):
+    """Runs plain functions in worker processes at a lower CPU priority."""
+
+    def __init__(self, capacity: int, nice: int = 10) -> None:
+        self.capacity = capacity
+        self._nice = nice
+        self._idle: list[_Worker] = []
+        self._busy: set[_Worker] = set()
+
+    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+        worker = self._idle.pop() if self._idle else await self._spawn()
+        self._busy.add(worker)
+        message = {"module": task_type.fn.__module__, "qualname": task_type.fn.__qualname__,
+                   "args": list(call.args), "kwargs": call.kwargs,
+                   "task_id": context.task_id, "attempt": context.attempt}
+        try:
+            value = await worker.request(message, context)
+        except RemoteError:
+            self._release(worker)
+            raise
+        except BaseException:
+            # Cancelled, timed out or crashed: the worker's state is unknown, so it goes.
+            self._busy.discard(worker)
+            worker.kill()
+            await _reap(worker)
+            raise
+        self._release(worker)
+        return value
+
+    def _release(self, worker: _Worker) -> None:
+        self._busy.discard(worker)
+        self._idle.append(worker)
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service.runner.process_worker", str(self._nice),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            limit=LINE_LIMIT,
+        )
+        worker = _Worker(process)
+        try:
+            await worker.read()  # the "ready" line: the interpreter is up
+        except BaseException:
+            worker.kill()
+            raise
+        return worker
+
+    async def close(self) -> None:
+        workers = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        for worker in workers:
+            worker.kill()
+        await asyncio.gather(*(_reap(w) for w in workers), return_exceptions=True)
+
+
+async def _reap(worker: _Worker) -> None:
+    # shield: a reap interrupted by cancellation would leave a zombie behind
+    with contextlib.suppress(Exception):
+        await asyncio.shield(worker.process.wait())

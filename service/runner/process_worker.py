@@ -1,0 +1,81 @@
+"""The child side of the process pool: JSON lines in, JSON lines out, nothing pickled.
+
+Started as ``python -m service.runner.process_worker NICE``. Reads one request a line on
+stdin: ``{"module", "qualname", "args", "kwargs"}``; answers ``{"progress": {...}}`` lines
+and finally ``{"ok": value}`` or ``{"error": {"type", "message", "traceback", "mro"}}``.
+The task's own prints go to stderr, so they cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import traceback
+from typing import IO, Any
+
+from ..context import TaskContext, set_current
+from ..models import Progress
+
+
+def main() -> None:
+    nice = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    if nice:
+        os.nice(nice)  # CPU-bound work must not starve the event loop's process
+    channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    lock = threading.Lock()
+    _send(channel, lock, {"ready": os.getpid()})
+    for line in sys.stdin:
+        _send(channel, lock, _handle(json.loads(line), channel, lock))
+
+
+def _handle(request: dict[str, Any], channel: IO[str], lock: threading.Lock) -> dict[str, Any]:
+    def sink(progress: Progress) -> None:
+        _send(channel, lock, {"progress": progress.to_json()})
+
+    context = TaskContext(request.get("task_id", ""), request.get("attempt", 1), sink,
+                          lambda: False, lambda fn: fn())
+    set_current(context)
+    try:
+        value = _call(request)
+        json.dumps(value, allow_nan=False)
+    except Exception as exc:
+        return {"error": _describe(exc)}
+    finally:
+        set_current(None)
+    return {"ok": value}
+
+
+def _call(request: dict[str, Any]) -> Any:
+    target: Any = importlib.import_module(request["module"])
+    for part in request["qualname"].split("."):
+        target = getattr(target, part)
+    task_type = getattr(target, "task_type", None)
+    if task_type is None:
+        return target(*request["args"], **request["kwargs"])
+    call = task_type.bind(request["args"], request["kwargs"])
+    return task_type.fn(*call.args, **call.kwargs)
+
+
+def _describe(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "mro": [f"{c.__module__}.{c.__qualname__}" for c in type(exc).__mro__],
+    }
+
+
+def _send(channel: IO[str], lock: threading.Lock, message: dict[str, Any]) -> None:
+    line = json.dumps(message, allow_nan=False)
+    with lock:
+        channel.write(line + "\n")
+        channel.flush()
+
+
+if __name__ == "__main__":
+    main()

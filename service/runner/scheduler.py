@@ -1,0 +1,346 @@
+"""The scheduler: when each task starts, and the short phases of one task's path.
+
+begin (running) -> attempt (executor) -> settle (succeeded | failed | cancelled | retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import traceback
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from .. import jsonutil
+from ..context import TaskContext
+from ..errors import QueueFull, ShuttingDown
+from ..events import EventHub
+from ..metrics import Metrics
+from ..models import JSON, Progress, Status, TaskError
+from ..registry import Executor as ExecutorName
+from ..settings import Settings
+from ..stores import TaskStore
+from .executors import AsyncExecutor, Executor, ThreadExecutor
+from .job import Job, StopReason
+from .process_pool import ProcessExecutor, RemoteError
+from .ready_queue import ReadyQueue
+
+log = logging.getLogger("offload.scheduler")
+STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
+
+
+@dataclass(slots=True)
+class Outcome:
+    value: JSON = None
+    error: BaseException | None = None
+
+
+class Scheduler:
+    """Starts queued jobs within the limits, runs them, and records what happened."""
+
+    def __init__(self, store: TaskStore, hub: EventHub, metrics: Metrics,
+                 settings: Settings) -> None:
+        self._store = store
+        self._hub = hub
+        self._metrics = metrics
+        self._settings = settings
+        self._executors: dict[ExecutorName, Executor] = {
+            "async": AsyncExecutor(settings.max_concurrency),
+            "thread": ThreadExecutor(settings.thread_workers),
+            "process": ProcessExecutor(settings.process_workers, settings.process_nice),
+        }
+        capacity = {name: e.capacity for name, e in self._executors.items()}
+        self._queue = ReadyQueue(settings.max_concurrency, capacity)
+        self._jobs: dict[str, Job] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._scheduled = 0
+        self._reserved = 0
+        self._draining = False
+
+    # -- counts ---------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Queued plus scheduled (delayed or waiting to retry) plus being submitted."""
+        return len(self._queue) + self._scheduled + self._reserved
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        return self._queue.running
+
+    @property
+    def capacity(self) -> int:
+        return self._queue.max_concurrency
+
+    def job(self, task_id: str) -> Job | None:
+        return self._jobs.get(task_id)
+
+    # -- admission --------------------------------------------------------------------------
+
+    def reserve(self, count: int) -> None:
+        """Hold room for ``count`` tasks about to be stored; raise if there is none."""
+        if self._draining:
+            raise ShuttingDown("the service is shutting down")
+        if self.pending + count > self._settings.max_queue:
+            self._metrics.rejected.labels("queue_full").inc()
+            raise QueueFull(self._settings.max_queue, self._settings.poll_after)
+        self._reserved += count
+
+    def unreserve(self, count: int) -> None:
+        self._reserved -= count
+
+    def enqueue(self, job: Job, reserved: bool = True) -> None:
+        """Take charge of a stored job: queue it now, or at its ``scheduled_at``."""
+        if reserved:
+            self._reserved -= 1
+        self._jobs[job.record.id] = job
+        if job.record.status is Status.SCHEDULED:
+            self._arm_delay(job)
+        else:
+            self._queue.push(job)
+            self._pump()
+
+    def _arm_delay(self, job: Job) -> None:
+        self._scheduled += 1
+        delay = max(0.0, (job.record.scheduled_at or 0.0) - time.time())
+        job.timer = asyncio.get_running_loop().call_later(delay, self._on_delay_over, job)
+
+    def _on_delay_over(self, job: Job) -> None:
+        job.timer = None
+        self._scheduled -= 1
+        job.record.move(Status.QUEUED)
+        self._queue.push(job)
+        self._spawn(self._store_and_publish(job, "status"))
+        self._pump()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while not self._draining and (job := self._queue.pop_startable()) is not None:
+            job.runner = asyncio.create_task(self._run(job), name=f"offload:{job.record.id}")
+            job.runner.add_done_callback(_report_crash)
+
+    async def _run(self, job: Job) -> None:
+        try:
+            outcome = await self._begin_and_attempt(job)
+        except asyncio.CancelledError:
+            _uncancel()
+            job.stop_reason = job.stop_reason or "shutdown"
+            outcome = Outcome()
+        try:
+            await self._settle(job, outcome)
+        finally:
+            self._queue.release(job)
+            job.runner = None
+            self._pump()
+
+    async def _begin_and_attempt(self, job: Job) -> Outcome:
+        record = job.record
+        record.move(Status.RUNNING)
+        record.attempts += 1
+        record.started_at = time.time()
+        if record.timeout is not None:
+            loop = asyncio.get_running_loop()
+            job.timer = loop.call_later(record.timeout, self._stop, job, "timeout")
+        await self._store_and_publish(job, "status")
+        return await self._attempt(job)
+
+    async def _attempt(self, job: Job) -> Outcome:
+        loop = asyncio.get_running_loop()
+        context = TaskContext(job.record.id, job.record.attempts,
+                              lambda progress: self._on_progress(job, progress),
+                              lambda: job.record.cancel_requested, loop.call_soon_threadsafe)
+        executor = self._executors[job.task_type.executor]
+        started = time.perf_counter()
+        try:
+            value = await executor.run(job.task_type, job.call, context)
+            jsonutil.check(value)
+            return Outcome(value=value)
+        except asyncio.CancelledError:
+            if job.stop_reason is None:
+                raise
+            _uncancel()
+            return Outcome()
+        except Exception as exc:
+            return Outcome(error=exc)
+        finally:
+            elapsed = time.perf_counter() - started
+            self._metrics.duration.labels(job.task_type.name).observe(elapsed)
+
+    def _on_progress(self, job: Job, progress: Progress) -> None:
+        if job.record.status is Status.RUNNING and not job.settled:
+            job.record.progress = progress
+            self._hub.publish("progress", job.record)
+            if self._store.durable:
+                self._spawn(self._store.save(job.record))
+
+    # -- settling ---------------------------------------------------------------------------
+
+    async def _settle(self, job: Job, outcome: Outcome) -> None:
+        job.disarm()
+        if job.settled:  # already interrupted at shutdown while its thread ran on
+            return
+        reason = job.stop_reason
+        if reason == "cancel":
+            await self._finalize(job, Status.CANCELLED)
+        elif reason == "shutdown":
+            await self.interrupt(job, "the service shut down while the task ran")
+        elif reason == "timeout":
+            limit = job.record.timeout
+            await self._fail_or_retry(job, TimeoutError(f"task exceeded its timeout of {limit}s"))
+        elif outcome.error is not None:
+            await self._fail_or_retry(job, outcome.error)
+        else:
+            job.record.result = outcome.value
+            await self._finalize(job, Status.SUCCEEDED)
+
+    async def _fail_or_retry(self, job: Job, exc: BaseException) -> None:
+        record = job.record
+        record.error = describe_error(exc)
+        if record.attempts >= record.max_attempts or not _retryable(job, exc):
+            await self._finalize(job, Status.FAILED)
+            return
+        record.move(Status.SCHEDULED)
+        record.scheduled_at = time.time() + self._backoff(job)
+        record.cancel_requested = False
+        job.stop_reason = None
+        self._metrics.retried.labels(record.name).inc()
+        self._arm_delay(job)
+        await self._store_and_publish(job, "status")
+
+    def _backoff(self, job: Job) -> float:
+        base = job.task_type.retry_backoff
+        base = self._settings.retry_backoff if base is None else base
+        exponential = base * 2.0 ** (job.record.attempts - 1)
+        return min(self._settings.retry_backoff_max, exponential) * random.uniform(0.5, 1.0)
+
+    async def interrupt(self, job: Job, why: str) -> None:
+        """Cut off by shutdown or crash: back to the queue if that is safe, else failed."""
+        if self._store.durable and job.task_type.idempotent:
+            job.record.move(Status.QUEUED)
+            job.record.cancel_requested = False
+            job.settled = True
+            self._jobs.pop(job.record.id, None)
+            await self._store_and_publish(job, "status")
+            return
+        job.record.error = TaskError("Interrupted", why)
+        await self._finalize(job, Status.FAILED)
+
+    async def _finalize(self, job: Job, status: Status) -> None:
+        record = job.record
+        record.move(status)
+        record.finished_at = time.time()
+        job.settled = True
+        self._jobs.pop(record.id, None)
+        self._metrics.finished.labels(record.name, status.value).inc()
+        await self._store_and_publish(job, "status")
+        await self.evict()
+
+    async def evict(self) -> int:
+        """Drop terminal records past ``result_ttl`` or beyond ``max_records``."""
+        cutoff = time.time() - self._settings.result_ttl
+        return await self._store.evict(cutoff, self._settings.max_records)
+
+    async def _store_and_publish(self, job: Job, kind: str) -> None:
+        await self._store.save(job.record)
+        self._hub.publish("status" if kind == "status" else "progress", job.record)
+
+    # -- cancelling and stopping ------------------------------------------------------------
+
+    async def cancel(self, job: Job) -> None:
+        """Cancel a queued, scheduled or running job (running: see the executor's rules)."""
+        status = job.record.status
+        if status is Status.QUEUED:
+            self._queue.discard(job)
+            await self._finalize(job, Status.CANCELLED)
+        elif status is Status.SCHEDULED:
+            job.disarm()
+            self._scheduled -= 1
+            await self._finalize(job, Status.CANCELLED)
+        elif status is Status.RUNNING:
+            self._stop(job, "cancel")
+            await self._store.save(job.record)
+
+    def _stop(self, job: Job, reason: StopReason) -> None:
+        job.timer = None if reason == "timeout" else job.timer
+        job.stop_reason = job.stop_reason or reason
+        job.record.cancel_requested = True
+        if job.runner is not None and self._executors[job.task_type.executor].cancellable:
+            job.runner.cancel()
+
+    async def drain(self, grace: float) -> None:
+        """Stop starting work, give running tasks ``grace`` seconds, then stop the rest."""
+        self._draining = True
+        for job in self._queue.drain() + self._take_scheduled():
+            await self._leave_pending(job)
+        runners = {j.runner for j in self._jobs.values() if j.runner is not None}
+        if runners:
+            await asyncio.wait(runners, timeout=grace)
+        late = [j for j in self._jobs.values() if j.runner is not None and not j.settled]
+        for job in late:
+            self._stop(job, "shutdown")
+        cancelled = {j.runner for j in late
+                     if j.runner is not None and self._executors[j.task_type.executor].cancellable}
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=STOP_WAIT)
+        for job in late:
+            if not job.settled:  # a thread that would not stop: its record must not stay running
+                await self.interrupt(job, "the service shut down while the task ran")
+        for executor in self._executors.values():
+            await executor.close()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _take_scheduled(self) -> list[Job]:
+        jobs = [j for j in self._jobs.values() if j.record.status is Status.SCHEDULED]
+        for job in jobs:
+            job.disarm()
+        self._scheduled = 0
+        return jobs
+
+    async def _leave_pending(self, job: Job) -> None:
+        if self._store.durable:
+            self._jobs.pop(job.record.id, None)  # stays queued/scheduled on disk
+            return
+        job.record.error = TaskError("Interrupted", "the service shut down before the task ran")
+        await self._finalize(job, Status.FAILED)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_report_crash)
+
+
+def describe_error(exc: BaseException) -> TaskError:
+    """The public form of an exception: its type name and message, traceback kept aside."""
+    if isinstance(exc, RemoteError):
+        return TaskError(exc.type_name, str(exc), exc.remote_traceback)
+    if isinstance(exc, jsonutil.NotJSON):
+        return TaskError("TypeError", f"the task's result is not a JSON value: {exc}")
+    text = "".join(traceback.format_exception(exc))
+    return TaskError(type(exc).__name__, str(exc), text)
+
+
+def _retryable(job: Job, exc: BaseException) -> bool:
+    retry_on = job.task_type.retry_on
+    if isinstance(exc, RemoteError):
+        return any(exc.is_a(cls) for cls in retry_on)
+    return isinstance(exc, retry_on)
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def _report_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("offload internal task %s crashed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,76 @@
+"""Settings: every limit in one place, read from Quart config or ``OFFLOAD_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEMO_MODULE = "service.demo"
+
+
+def _cpu_count() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob Offload has, with a sane default. Environment names are ``OFFLOAD_<NAME>``."""
+
+    task_modules: tuple[str, ...] = ()
+    store: str = "memory://"
+    max_concurrency: int = 100
+    max_body: int = 1_048_576
+    max_queue: int = 10_000
+    result_ttl: float = 3600.0
+    max_records: int = 100_000
+    api_tokens: tuple[str, ...] = ()
+    shutdown_grace: float = 10.0
+    thread_workers: int = 32
+    process_workers: int = field(default_factory=_cpu_count)
+    process_nice: int = 10
+    max_batch: int = 1000
+    max_page: int = 1000
+    max_wait: float = 60.0
+    max_delay: float = 30 * 24 * 3600.0
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 300.0
+    sse_keepalive: float = 15.0
+    poll_after: int = 1
+    expose_tracebacks: bool = False
+    sweep_interval: float = 5.0
+
+    @classmethod
+    def load(
+        cls, config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Build settings: Quart config keys win over environment variables, both optional."""
+        config = config or {}
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            key = f"OFFLOAD_{spec.name.upper()}"
+            raw = config.get(key, environ.get(key))
+            if raw is None or raw == "":
+                continue
+            values[spec.name] = _convert(spec.name, raw, type(getattr(_DEFAULTS, spec.name)))
+        return cls(**values)
+
+
+def _convert(name: str, raw: Any, kind: type) -> Any:
+    if kind is tuple:
+        items = raw.split(",") if isinstance(raw, str) else list(raw)
+        return tuple(item.strip() for item in items if item.strip())
+    if kind is bool:
+        return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes", "on"}
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"OFFLOAD_{name.upper()}: {raw!r} is not a valid {kind.__name__}") from exc
+    if isinstance(value, int | float) and value < 0:
+        raise ValueError(f"OFFLOAD_{name.upper()}: must not be negative, got {raw!r}")
+    return value
+
+
+_DEFAULTS = Settings()

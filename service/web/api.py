@@ -1,0 +1,229 @@
+"""The HTTP API under ``/tasks``, ``/task-types``, ``/stats`` and ``/metrics``."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from quart import Blueprint, Response, current_app, g, request
+from quart_schema import document_response, validate_querystring, validate_request
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+
+from .. import jsonutil
+from ..core import Submission
+from ..models import JSON, TaskRecord
+from .events import event_stream
+from .problems import register_handlers
+from .schemas import (
+    BatchBody,
+    BatchOut,
+    ListQuery,
+    Problem,
+    StatsOut,
+    SubmitBody,
+    TaskListOut,
+    TaskOut,
+    TaskTypesOut,
+    WaitQuery,
+)
+
+if TYPE_CHECKING:
+    from .extension import Offload
+
+api = Blueprint("offload_api", __name__)
+register_handlers(api)
+MAX_IDEMPOTENCY_KEY = 255
+View = TypeVar("View", bound=Callable[..., Awaitable[Any]])
+
+
+def offload() -> Offload:
+    ext: Offload = current_app.extensions["offload"]
+    return ext
+
+
+def owner() -> str | None:
+    caller: str | None = g.get("offload_owner")
+    return caller
+
+
+@api.before_request
+async def authenticate() -> None:
+    g.offload_owner = offload().auth.owner(request.headers.get("Authorization"))
+
+
+def json_response(body: JSON, status: int = 200, headers: dict[str, str] | None = None
+                  ) -> Response:
+    response = Response(jsonutil.dumps(body), status, content_type="application/json")
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def task_response(record: TaskRecord, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    body = record.to_json(offload().service.settings.expose_tracebacks)
+    return json_response(body, status, headers)
+
+
+def json_body(view: View) -> View:
+    """Check type and size of a JSON body before quart-schema parses it (415, 413, 400)."""
+    @functools.wraps(view)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+            raise UnsupportedMediaType("the request body must be application/json")
+        limit = offload().service.settings.max_body
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
+        data = await request.get_data()
+        assert isinstance(data, bytes)
+        if len(data) > limit:
+            raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the request body is not valid UTF-8") from None
+        return await view(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def _problems(*codes: int) -> Callable[[View], View]:
+    def decorate(view: View) -> View:
+        for code in codes:
+            view = document_response(Problem, code)(view)
+        return view
+    return decorate
+
+
+def _submission(body: SubmitBody) -> Submission:
+    return Submission(body.name, body.args, body.kwargs, body.delay, body.priority, body.timeout)
+
+
+def _location(task_id: str) -> dict[str, str]:
+    ext = offload()
+    return {"Location": f"{request.root_path}{ext.url_prefix}/tasks/{task_id}",
+            "Retry-After": str(ext.service.settings.poll_after)}
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
+                         "characters")
+    return key
+
+
+@api.post("/tasks")
+@document_response(TaskOut, 202)
+@document_response(TaskOut, 200)
+@_problems(400, 401, 413, 415, 422, 429, 503)
+@json_body
+@validate_request(SubmitBody)
+async def submit_task(data: SubmitBody) -> Response:
+    """Submit a task. Answers at once with 202; ``Location`` is where to poll."""
+    key = _idempotency_key()
+    body_hash = None
+    if key is not None:
+        canonical = jsonutil.dumps_canonical(await request.get_json())
+        body_hash = hashlib.sha256(canonical).hexdigest()
+    record, created = await offload().service.submit(
+        _submission(data), owner=owner(), idempotency_key=key, request_hash=body_hash)
+    return task_response(record, 202 if created else 200, _location(record.id))
+
+
+@api.post("/tasks/batch")
+@document_response(BatchOut, 202)
+@_problems(400, 401, 413, 415, 422, 429, 503)
+@json_body
+@validate_request(BatchBody)
+async def submit_batch(data: BatchBody) -> Response:
+    """Submit up to 1000 tasks at once: all are accepted or none is."""
+    if request.headers.get("Idempotency-Key") is not None:
+        raise BadRequest("Idempotency-Key is not supported on /tasks/batch")
+    service = offload().service
+    records = await service.submit_many([_submission(t) for t in data.tasks], owner=owner())
+    items = [r.to_json(service.settings.expose_tracebacks) for r in records]
+    return json_response({"items": items}, 202,
+                         {"Retry-After": str(service.settings.poll_after)})
+
+
+@api.get("/tasks/<task_id>")
+@document_response(TaskOut, 200)
+@_problems(400, 401, 404)
+@validate_querystring(WaitQuery)
+async def get_task(task_id: str, query_args: WaitQuery) -> Response:
+    """The task. ``?wait=N`` holds the request until it is terminal or N seconds pass."""
+    service = offload().service
+    if query_args.wait is None:
+        return task_response(await service.get(task_id, owner()))
+    if query_args.wait > service.settings.max_wait:
+        raise BadRequest(f"wait must be between 0 and {service.settings.max_wait:g} seconds")
+    return task_response(await service.wait(task_id, query_args.wait, owner()))
+
+
+@api.get("/tasks/<task_id>/events")
+@_problems(401, 404)
+async def task_events(task_id: str) -> Response:
+    """Server-Sent Events: ``status`` and ``progress`` events until the terminal one."""
+    service = offload().service
+    record, subscription = await service.subscribe(task_id, owner())
+    return await event_stream(record, subscription, service.settings)
+
+
+@api.post("/tasks/<task_id>/cancel")
+@document_response(TaskOut, 202)
+@_problems(401, 404, 409)
+async def cancel_task(task_id: str) -> Response:
+    """Cancel a queued, scheduled or running task."""
+    return task_response(await offload().service.cancel(task_id, owner()), 202)
+
+
+@api.delete("/tasks/<task_id>")
+@_problems(401, 404, 409)
+async def delete_task(task_id: str) -> Response:
+    """Forget a finished task's record."""
+    await offload().service.delete(task_id, owner())
+    return Response(b"", 204)
+
+
+@api.get("/tasks")
+@document_response(TaskListOut, 200)
+@_problems(400, 401)
+@validate_querystring(ListQuery)
+async def list_tasks(query_args: ListQuery) -> Response:
+    """Tasks, newest first, filtered by ``status`` (repeatable) and ``name``."""
+    service = offload().service
+    statuses = query_args.status
+    items, cursor = await service.list(
+        statuses=[statuses] if isinstance(statuses, str) else statuses or [],
+        name=query_args.name, owner=owner(), limit=query_args.limit, cursor=query_args.cursor)
+    tracebacks = service.settings.expose_tracebacks
+    return json_response({"items": [r.to_json(tracebacks) for r in items],
+                          "next_cursor": cursor})
+
+
+@api.get("/task-types")
+@document_response(TaskTypesOut, 200)
+@_problems(401)
+async def task_types() -> Response:
+    """The registered task types, with a JSON Schema of each one's parameters."""
+    registry = offload().service.registry
+    return json_response({"items": [t.describe() for t in registry]})
+
+
+@api.get("/stats")
+@document_response(StatsOut, 200)
+@_problems(401)
+async def stats() -> Response:
+    """Counts by status, queue depth, running tasks, capacity and uptime."""
+    return json_response(await offload().service.stats(owner()))
+
+
+@api.get("/metrics")
+@_problems(401)
+async def metrics() -> Response:
+    """Prometheus metrics (text format)."""
+    body = offload().service.metrics.exposition()
+    return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
+

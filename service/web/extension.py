@@ -1,0 +1,114 @@
+"""The Quart extension: a thin layer that serves a :class:`TaskService` over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, overload
+
+from quart import Quart, g, request
+from quart_schema import QuartSchema
+from typing_extensions import Unpack
+
+from .. import jsonutil
+from ..core import TaskService
+from ..handles import Decorator, TaskFunction, TaskOptions
+from ..handles import task as declare_task
+from ..settings import Settings
+from ..stores import TaskStore
+from ..workers import claim_single_worker
+from .api import api
+from .auth import TokenAuth
+from .ops import public
+
+
+class Offload:
+    """Background tasks for a Quart app::
+
+        app = Quart(__name__)
+        offload = Offload(app)          # or Offload(); offload.init_app(app)
+
+        @offload.task(timeout=30, retries=2)
+        async def long_task(n: int) -> str: ...
+
+    Settings come from the ``settings`` argument, else from ``OFFLOAD_*`` keys of
+    ``app.config``, else from ``OFFLOAD_*`` environment variables.
+    """
+
+    def __init__(self, app: Quart | None = None, *, settings: Settings | None = None,
+                 store: TaskStore | None = None, url_prefix: str = "",
+                 openapi: bool = True) -> None:
+        self._settings = settings
+        self._store = store
+        self.url_prefix = url_prefix.rstrip("/")
+        self._openapi = openapi
+        self._declared: list[TaskFunction] = []
+        self._service: TaskService | None = None
+        self.auth = TokenAuth(())
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def service(self) -> TaskService:
+        """The framework-free task service behind the extension."""
+        if self._service is None:
+            raise RuntimeError("Offload.init_app(app) has not been called")
+        return self._service
+
+    def init_app(self, app: Quart) -> None:
+        settings = self._settings or Settings.load(app.config)
+        self._service = TaskService(settings, self._store)
+        self.auth = TokenAuth(settings.api_tokens)
+        for module in settings.task_modules:
+            self._service.register_module(module)
+        for declared in self._declared:
+            self._service.register(declared)
+        app.extensions["offload"] = self
+        if self._openapi and "QUART_SCHEMA" not in app.extensions:
+            QuartSchema(app, info={"title": "Offload", "version": "0.1.0"})
+        _use_strict_json(app)
+        app.register_blueprint(api, url_prefix=self.url_prefix or None)
+        app.register_blueprint(public, url_prefix=self.url_prefix or None)
+        app.before_serving(self._start)
+        app.after_serving(self._stop)
+
+    @overload
+    def task(self, fn: Callable[..., Any], /) -> TaskFunction: ...
+    @overload
+    def task(self, fn: None = None, /, **options: Unpack[TaskOptions]) -> Decorator: ...
+    def task(self, fn: Callable[..., Any] | None = None, /,
+             **options: Unpack[TaskOptions]) -> TaskFunction | Decorator:
+        """Register a task type; see :func:`service.task` for the options."""
+        def register(function: Callable[..., Any]) -> TaskFunction:
+            declared = declare_task(**options)(function)
+            if self._service is None:
+                self._declared.append(declared)
+                return declared
+            return self.service.register(declared)
+        return register(fn) if fn is not None else register
+
+    def current_owner(self) -> str | None:
+        """For your own routes: check the bearer token (401) and return the caller's owner
+        id, to pass as ``owner=`` to the service. None when tokens are not configured."""
+        if "offload_owner" not in g:
+            g.offload_owner = self.auth.owner(request.headers.get("Authorization"))
+        owner: str | None = g.offload_owner
+        return owner
+
+    async def _start(self) -> None:
+        if not self.service.store.durable:
+            claim_single_worker(self.service.settings.store)
+        await self.service.start()
+
+    async def _stop(self) -> None:
+        await self.service.stop()
+
+
+def _use_strict_json(app: Quart) -> None:
+    """Parse request JSON strictly: NaN, bad UTF-8 and absurd nesting are a 400, not a 500."""
+    base = type(app.json)
+
+    class StrictJSONProvider(base):  # type: ignore[valid-type,misc]
+        def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+            return jsonutil.loads(s)
+
+    app.json = StrictJSONProvider(app)

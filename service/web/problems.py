@@ -1,0 +1,114 @@
+"""RFC 9457 problem details for every error the API answers."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import pydantic
+from quart import Quart, Response
+from quart.typing import ResponseReturnValue
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from .. import errors, jsonutil
+from ..errors import FieldError
+
+log = logging.getLogger("offload.web")
+MAX_FIELD_ERRORS = 50
+PROBLEM_TYPE = "https://offload.dev/problems/"
+
+# One HTTP status per error of the core; anything else is a bug and a 500.
+STATUS_OF: dict[type[errors.OffloadError], int] = {
+    errors.TaskNotFound: 404,
+    errors.InvalidSubmission: 422,
+    errors.IdempotencyConflict: 422,
+    errors.BadQuery: 400,
+    errors.QueueFull: 429,
+    errors.ShuttingDown: 503,
+    errors.NotRunning: 503,
+    errors.TaskAlreadyTerminal: 409,
+    errors.TaskStillActive: 409,
+}
+
+
+def problem(status: int, detail: str, *, slug: str | None = None,
+            field_errors: list[FieldError] | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    """A problem+json response."""
+    title = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE + (slug or title.lower().replace(" ", "-")),
+        "title": title, "status": status, "detail": detail,
+    }
+    if field_errors is not None:
+        shown = field_errors[:MAX_FIELD_ERRORS]
+        body["errors"] = [{"field": e.field, "message": e.message} for e in shown]
+        if len(field_errors) > len(shown):
+            body["detail"] += f" ({len(field_errors)} problems, first {len(shown)} listed)"
+    response = Response(jsonutil.dumps(body), status, content_type="application/problem+json")
+    response.headers.update(headers or {})
+    return response
+
+
+def from_offload_error(error: errors.OffloadError) -> Response:
+    status = next((s for cls, s in STATUS_OF.items() if isinstance(error, cls)), 500)
+    headers = {}
+    if isinstance(error, errors.QueueFull):
+        headers["Retry-After"] = str(error.retry_after)
+    if isinstance(error, errors.ShuttingDown | errors.NotRunning):
+        headers["Retry-After"] = "5"
+    field_errors = error.errors if isinstance(error, errors.InvalidSubmission) else None
+    slug = type(error).__name__
+    return problem(status, str(error), slug=slug, field_errors=field_errors, headers=headers)
+
+
+def from_http_exception(error: HTTPException) -> Response:
+    status = error.code or 500
+    response = problem(status, error.description or HTTPStatus(status).phrase)
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def from_schema_error(error: RequestSchemaValidationError) -> Response:
+    cause = error.validation_error
+    is_query = "Querystring" in type(error).__name__
+    status = 400 if is_query else 422
+    fields: list[FieldError] = []
+    if isinstance(cause, pydantic.ValidationError):
+        for item in cause.errors(include_url=False):
+            where = ".".join(str(part) for part in item["loc"]) or "body"
+            fields.append(FieldError(where, item["msg"]))
+    detail = "invalid query parameters" if is_query else "the request body does not fit"
+    return problem(status, detail, field_errors=fields)
+
+
+def register_handlers(target: Any) -> None:
+    """Answer every error raised under ``target`` (an app or a blueprint) as a problem."""
+
+    async def offload_error(error: errors.OffloadError) -> ResponseReturnValue:
+        return from_offload_error(error)
+
+    async def schema_error(error: RequestSchemaValidationError) -> ResponseReturnValue:
+        return from_schema_error(error)
+
+    async def http_error(error: HTTPException) -> ResponseReturnValue:
+        return from_http_exception(error)
+
+    target.register_error_handler(errors.OffloadError, offload_error)
+    target.register_error_handler(RequestSchemaValidationError, schema_error)
+    target.register_error_handler(HTTPException, http_error)
+
+
+def register_app_handlers(app: Quart) -> None:
+    """Also answer routing errors (404, 405) and crashes as problems (standalone app)."""
+    register_handlers(app)
+
+    async def crash(error: Exception) -> ResponseReturnValue:
+        log.exception("unhandled error", exc_info=error)
+        return problem(500, "internal error")
+
+    app.register_error_handler(Exception, crash)

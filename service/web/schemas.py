@@ -1,0 +1,135 @@
+"""Pydantic models of the HTTP API: they validate requests and document the OpenAPI spec."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StatusName = Literal["queued", "scheduled", "running", "succeeded", "failed", "cancelled"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SubmitBody(_Strict):
+    """One task to run."""
+
+    name: str = Field(min_length=1, max_length=200, description="A registered task type.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments.")
+    delay: float | None = Field(default=None, ge=0, description="Start no sooner than this "
+                                "many seconds from now.")
+    priority: int = Field(default=0, ge=-(2**31), lt=2**31, description="Higher runs first.")
+    timeout: float | None = Field(default=None, gt=0, description="Seconds before the task "
+                                  "is stopped; overrides the task type's.")
+
+
+class BatchBody(_Strict):
+    """Several tasks, accepted all together or not at all."""
+
+    tasks: list[SubmitBody] = Field(min_length=1)
+
+
+class ProgressOut(BaseModel):
+    current: float
+    total: float | None = None
+    message: str | None = None
+
+
+class ErrorOut(BaseModel):
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+class TaskOut(BaseModel):
+    """The task object."""
+
+    id: str
+    name: str
+    status: StatusName
+    args: list[Any]
+    kwargs: dict[str, Any]
+    priority: int
+    progress: ProgressOut | None
+    result: Any
+    error: ErrorOut | None
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    timeout: float | None
+    created_at: str
+    scheduled_at: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class TaskListOut(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+class BatchOut(BaseModel):
+    items: list[TaskOut]
+
+
+class ListQuery(BaseModel):
+    """Filters of ``GET /tasks``; ``status`` may be repeated."""
+
+    status: list[StatusName] | StatusName | None = None
+    name: str | None = Field(default=None, max_length=200)
+    limit: int = Field(default=50, ge=1, description="1 to OFFLOAD_MAX_PAGE (1000).")
+    cursor: str | None = Field(default=None, max_length=64)
+
+
+class WaitQuery(BaseModel):
+    wait: float | None = Field(default=None, ge=0, le=60, allow_inf_nan=False,
+                               description="Hold the request up to this many seconds until "
+                               "the task is terminal.")
+
+
+class TaskTypeOut(BaseModel):
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    executor: Literal["async", "thread", "process"]
+    timeout: float | None
+    retries: int
+    idempotent: bool
+    concurrency: int | None
+
+
+class TaskTypesOut(BaseModel):
+    items: list[TaskTypeOut]
+
+
+class StatsOut(BaseModel):
+    counts: dict[str, int]
+    queue_depth: int
+    queued: int
+    running: int
+    capacity: int
+    max_queue: int
+    uptime_seconds: float
+    accepting: bool
+
+
+class HealthOut(BaseModel):
+    status: str
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
