@@ -28,11 +28,10 @@ def settings(**overrides: Any) -> Settings:
 
 @pytest.fixture(autouse=True)
 def _fresh_events() -> Iterator[None]:
-    sample_tasks.reset_events()
+    sample_tasks.reset_gates()
     sample_tasks.execution_order.clear()
     yield
-    for event in list(sample_tasks.release.values()):
-        event.set()  # never leave a thread task blocked after a test
+    sample_tasks.reset_gates()
 
 
 @pytest.fixture

@@ -5,50 +5,69 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from typing import Any
 
 from service import cancel_requested, current_task, report_progress, task
 
-# Events the tests can wait on instead of sleeping: a task sets "<name>" when it started.
-started: dict[str, threading.Event] = {}
-release: dict[str, threading.Event] = {}
+
+class Gate:
+    """Lets a test wait until a task has started, and tell it when to finish. No sleeps."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.released = threading.Event()  # for thread tasks
+        self.released_async = asyncio.Event()  # for async tasks (same loop as the test)
+
+    async def wait_started(self, timeout: float = 10) -> None:
+        if not await asyncio.to_thread(self.started.wait, timeout):
+            raise TimeoutError("the task did not start")
+
+    def open(self) -> None:
+        """Release the task (call from the event loop's thread)."""
+        self.released.set()
+        self.released_async.set()
 
 
-def _event(table: dict[str, threading.Event], key: str) -> threading.Event:
-    return table.setdefault(key, threading.Event())
+gates: dict[str, Gate] = {}
 
 
-def reset_events() -> None:
-    started.clear()
-    release.clear()
+def gate(key: str) -> Gate:
+    """The gate named ``key`` (made on first use, inside the running loop)."""
+    return gates.setdefault(key, Gate())
+
+
+def reset_gates() -> None:
+    for existing in gates.values():
+        existing.released.set()  # never leave a thread task blocked after a test
+    gates.clear()
 
 
 @task
 async def wait_for_release(key: str) -> str:
-    """Async: signals it started, then waits until the test releases it."""
-    _event(started, key).set()
-    while not _event(release, key).is_set():
-        await asyncio.sleep(0.005)
+    """Async: marks its gate started, then waits until the test opens it."""
+    g = gate(key)
+    g.started.set()
+    await g.released_async.wait()
     return key
 
 
 @task
 def thread_wait_for_release(key: str) -> str:
-    """Thread: signals it started, then waits for release or cancellation."""
-    _event(started, key).set()
-    while not _event(release, key).is_set():
+    """Thread: marks its gate started, then waits for the gate or for a cancel request."""
+    g = gate(key)
+    g.started.set()
+    while not g.released.wait(0.005):
         if cancel_requested():
             return "saw cancel"
-        time.sleep(0.005)
     return key
 
 
 @task
 def thread_ignores_cancel(key: str) -> str:
-    """Thread: never checks for cancellation; returns when released."""
-    _event(started, key).set()
-    _event(release, key).wait(30)
+    """Thread: never checks for cancellation; returns when its gate opens."""
+    g = gate(key)
+    g.started.set()
+    g.released.wait(30)
     return key
 
 
@@ -82,11 +101,8 @@ def process_raises(message: str) -> None:
     raise ValueError(message)
 
 
-attempts: dict[str, int] = {}
-
-
 @task(retries=3, retry_backoff=0.01)
-async def flaky(key: str, succeed_on: int) -> int:
+async def flaky(succeed_on: int) -> int:
     """Fails until its ``succeed_on``-th attempt, then returns the attempt number."""
     attempt = current_task().attempt
     if attempt < succeed_on:
@@ -119,19 +135,19 @@ async def slow_with_type_timeout(seconds: float) -> float:
 
 @task(concurrency=1)
 async def one_at_a_time(key: str) -> str:
-    _event(started, key).set()
-    while not _event(release, key).is_set():
-        await asyncio.sleep(0.005)
-    return key
-
-
-@task
-async def record_order(key: str, order: list[str] | None = None) -> str:
-    execution_order.append(key)
+    g = gate(key)
+    g.started.set()
+    await g.released_async.wait()
     return key
 
 
 execution_order: list[str] = []
+
+
+@task
+async def record_order(key: str) -> str:
+    execution_order.append(key)
+    return key
 
 
 @task
