@@ -23,5 +23,10 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The figures of issue 2 (POST req/s against a bare Quart app; /healthz p99 while cpu tasks
+# run). Installs wrk from Debian's packages if it is missing; writes bench/results/*.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

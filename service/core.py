@@ -23,6 +23,7 @@ from typing import Any, overload
 
 from typing_extensions import Unpack
 
+from . import jsonutil
 from .cursor import BadCursor, CursorCodec
 from .errors import (
     BadQuery,
@@ -35,7 +36,7 @@ from .errors import (
     TaskNotFound,
     TaskStillActive,
 )
-from .events import EventHub, Subscription
+from .events import EventHub, Subscription, wait_until_set
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
 from .metrics import Metrics
@@ -155,14 +156,13 @@ class TaskService:
             job = self._prepare(submission, owner)
             await self._admit([job])
             return job.record, True
-        request_hash = request_hash or submission.fingerprint()
+        job = self._prepare(submission, owner, idempotency_key, request_hash)
         async with self._idempotency_lock:
             existing = await self.store.find_idempotent(owner, idempotency_key)
             if existing is not None:
-                if existing.request_hash != request_hash:
+                if existing.request_hash != job.record.request_hash:
                     raise IdempotencyConflict("this Idempotency-Key was used with another body")
                 return existing, False
-            job = self._prepare(submission, owner, idempotency_key, request_hash)
             await self._admit([job])
             return job.record, True
 
@@ -185,8 +185,11 @@ class TaskService:
     def _prepare(self, submission: Submission, owner: str | None,
                  idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
         task_type = self.registry.get(submission.name)
+        _check_json(submission)
         call = task_type.bind(list(submission.args), submission.kwargs)
         _check_options(submission, self.settings.max_delay)
+        if idempotency_key is not None:  # fingerprint only what is known to be JSON
+            request_hash = request_hash or submission.fingerprint()
         now = time.time()
         record = TaskRecord(
             name=task_type.name, args=list(submission.args), kwargs=dict(submission.kwargs),
@@ -227,8 +230,16 @@ class TaskService:
         record = await self.get(task_id, owner)
         if record.terminal or timeout == 0:
             return record
-        await self.hub.wait_terminal(task_id, timeout)
-        return await self.store.get(task_id) or record
+        finished = self.hub.expect_terminal(task_id)  # listen, then look again: no end
+        try:                                          # can slip between the two
+            record = await self.get(task_id, owner)
+        except TaskNotFound:
+            self.hub.forget(task_id)  # deleted meanwhile: nothing will ever end it
+            raise
+        if not record.terminal:
+            await wait_until_set(finished, timeout)
+            record = await self.store.get(task_id) or record
+        return record
 
     async def cancel(self, task_id: str, owner: str | None = None) -> TaskRecord:
         """Cancel a task that has not finished; :class:`TaskAlreadyTerminal` otherwise."""
@@ -252,7 +263,18 @@ class TaskService:
                         ) -> tuple[TaskRecord, Subscription | None]:
         """The record now, and a subscription to its changes (None if it is terminal)."""
         record = await self.get(task_id, owner)
-        return record, None if record.terminal else self.hub.subscribe(task_id)
+        if record.terminal:
+            return record, None
+        subscription = self.hub.subscribe(task_id)  # listen, then look again (see wait)
+        try:
+            record = await self.get(task_id, owner)
+        except BaseException:
+            subscription.close()
+            raise
+        if record.terminal:
+            subscription.close()
+            return record, None
+        return record, subscription
 
     async def list(
         self, *, statuses: Sequence[str] = (), name: str | None = None,
@@ -298,6 +320,17 @@ class TaskService:
     def handle(self, task_id: str) -> TaskHandle:
         """A handle on a task by id (no check that it exists until it is used)."""
         return TaskHandle(self, task_id)
+
+
+def _check_json(submission: Submission) -> None:
+    errors = []
+    for field, value in (("args", list(submission.args)), ("kwargs", submission.kwargs)):
+        try:
+            jsonutil.check(value)
+        except jsonutil.NotJSON as exc:
+            errors.append(FieldError(field, f"not a JSON value: {exc}"))
+    if errors:
+        raise InvalidSubmission(errors)
 
 
 def _check_options(submission: Submission, max_delay: float) -> None:

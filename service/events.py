@@ -40,18 +40,17 @@ class EventHub:
             if waiter is not None:
                 waiter.set()
 
+    def expect_terminal(self, task_id: str) -> asyncio.Event:
+        """The event set once the task is published terminal (or forgotten), listening from
+        now on: look at the record *after* this, then wait with :func:`wait_until_set`."""
+        return self._finished.setdefault(task_id, asyncio.Event())
+
     async def wait_terminal(self, task_id: str, timeout: float | None) -> bool:
         """Wait until ``publish`` sees the task terminal; False when ``timeout`` passes first.
 
-        The caller checks the record first: this only waits for a *future* terminal event.
+        Only a terminal event published after this call counts (see :meth:`expect_terminal`).
         """
-        waiter = self._finished.setdefault(task_id, asyncio.Event())
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter.wait()
-        except TimeoutError:
-            return False
-        return True
+        return await wait_until_set(self.expect_terminal(task_id), timeout)
 
     def subscribe(self, task_id: str) -> Subscription:
         """Start listening now (synchronously, so no change is missed); iterate to read."""
@@ -110,6 +109,16 @@ class Subscription:
         if not self._done:
             self._done = True
             self._hub._detach(self._task_id, self._queue)
+
+
+async def wait_until_set(event: asyncio.Event, timeout: float | None) -> bool:
+    """True once ``event`` is set; False when ``timeout`` seconds pass first."""
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 def _put_dropping_oldest(queue: asyncio.Queue[TaskEvent], event: TaskEvent) -> None:

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from typing_extensions import TypedDict, Unpack
 
-from . import jsonutil
-from .errors import FieldError, InvalidSubmission, NotRunning, TaskCancelled, TaskFailed
+from .errors import NotRunning, TaskCancelled, TaskFailed
 from .models import JSON, Status, Submission, TaskRecord
 from .registry import Executor, TaskType, default_executor
 
@@ -97,7 +96,6 @@ class TaskFunction:
         if self._service is None:
             raise NotRunning(f"task {self.name!r} is not registered with a task service")
         kwargs = kwargs or {}
-        _require_json(args, kwargs)
         submission = Submission(self.name, list(args), kwargs, delay, priority, timeout)
         record, _ = await self._service.submit(submission)
         return TaskHandle(self._service, record.id, record)
@@ -107,7 +105,6 @@ class TaskFunction:
         if self._service is None:
             raise NotRunning(f"task {self.name!r} is not registered with a task service")
         submissions = [Submission(self.name, list(item)) for item in items]
-        _require_json([s.args for s in submissions], {})
         records = await self._service.submit_many(submissions)
         return [TaskHandle(self._service, r.id, r) for r in records]
 
@@ -160,13 +157,6 @@ def collect_tasks(module: ModuleType) -> list[TaskFunction]:
         if value.task_type.fn.__module__ == module.__name__:
             found.append(value)
     return found
-
-
-def _require_json(args: Any, kwargs: dict[str, Any]) -> None:
-    try:
-        jsonutil.check([args, kwargs])
-    except jsonutil.NotJSON as exc:
-        raise InvalidSubmission([FieldError("args", f"not a JSON value: {exc}")]) from None
 
 
 async def gather_results(handles: list[TaskHandle], timeout: float | None = None) -> list[JSON]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ ALLOWED_MOVES: dict[Status, frozenset[Status]] = {
 
 ID_BYTES = 18  # 144 random bits, 24 URL-safe characters
 ID_LENGTH = 24
+_ID_SHAPE = re.compile(r"[A-Za-z0-9_-]+")  # ASCII only: str.isalnum() accepts "é" and "٣"
 
 
 class InvalidTransition(RuntimeError):
@@ -56,7 +58,7 @@ def new_task_id() -> str:
 
 def looks_like_task_id(value: str) -> bool:
     """Cheap shape check so that malformed ids are a plain 404 without a store look-up."""
-    return len(value) == ID_LENGTH and value.replace("-", "a").replace("_", "a").isalnum()
+    return len(value) == ID_LENGTH and _ID_SHAPE.fullmatch(value) is not None
 
 
 def isoformat(timestamp: float | None) -> str | None:

@@ -21,10 +21,13 @@ EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
 
 @dataclass(frozen=True, slots=True)
 class BoundCall:
-    """Validated arguments, ready to call the task's function with."""
+    """Validated arguments, ready to call the task's function with, and the JSON they
+    came from (what a worker process is sent: coerced values such as dates are not JSON)."""
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    json_args: list[JSON] = field(default_factory=list)
+    json_kwargs: dict[str, JSON] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -65,10 +68,11 @@ class TaskType:
         try:
             values = self._adapter.validate_python(named)
         except pydantic.ValidationError as exc:
-            errors += _field_errors(exc, origin)
+            errors += _field_errors(exc, origin, _positional_count(self._params))
         if errors:
             raise InvalidSubmission(errors)
-        return _call_shape(self._params, values)
+        call_args, call_kwargs = _call_shape(self._params, values)
+        return BoundCall(call_args, call_kwargs, list(args), dict(kwargs))
 
     def parameters_schema(self) -> dict[str, JSON]:
         """JSON Schema of the keyword form of the arguments."""
@@ -129,13 +133,7 @@ def default_executor(fn: Callable[..., Any]) -> Executor:
 
 
 def _check_options(task_type: TaskType) -> None:
-    if task_type.executor not in EXECUTORS:
-        raise ValueError(f"executor must be one of {EXECUTORS}, not {task_type.executor!r}")
-    is_async = inspect.iscoroutinefunction(task_type.fn)
-    if is_async != (task_type.executor == "async"):
-        kind = "an async def" if is_async else "a plain def"
-        raise ValueError(f"task {task_type.name!r} is {kind}: executor {task_type.executor!r} "
-                         "does not fit (async def runs on the loop, def in a thread or process)")
+    _check_executor(task_type)
     if task_type.timeout is not None and not task_type.timeout > 0:
         raise ValueError("timeout must be a positive number of seconds")
     if task_type.retry_backoff is not None and task_type.retry_backoff < 0:
@@ -144,6 +142,19 @@ def _check_options(task_type: TaskType) -> None:
         raise ValueError("retries must not be negative")
     if task_type.concurrency is not None and task_type.concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+
+
+def _check_executor(task_type: TaskType) -> None:
+    if task_type.executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {EXECUTORS}, not {task_type.executor!r}")
+    is_async = inspect.iscoroutinefunction(task_type.fn)
+    if is_async != (task_type.executor == "async"):
+        kind = "an async def" if is_async else "a plain def"
+        raise ValueError(f"task {task_type.name!r} is {kind}: executor {task_type.executor!r} "
+                         "does not fit (async def runs on the loop, def in a thread or process)")
+    if task_type.executor == "process" and "<" in task_type.fn.__qualname__:
+        raise ValueError(f"process task {task_type.name!r} must be a module-level function: "
+                         "a worker process imports it by its module and name")
 
 
 def _arguments_typeddict(fn: Callable[..., Any], params: list[inspect.Parameter]) -> Any:
@@ -175,9 +186,11 @@ def _assign(
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     var_args = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
     var_kwargs = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
-    for index, value in enumerate(args[: len(positional)]):
-        named[positional[index].name] = value
-        origin[positional[index].name] = f"args.{index}"
+    for index, param in enumerate(positional):
+        if index < len(args):
+            named[param.name] = args[index]
+        if index < len(args) or param.kind is param.POSITIONAL_ONLY:  # never kwargs.<name>
+            origin[param.name] = f"args.{index}"
     extra = args[len(positional):]
     if extra and var_args is None:
         errors += [FieldError(f"args.{len(positional) + i}",
@@ -216,16 +229,28 @@ def _assign_keywords(
     return errors
 
 
-def _field_errors(exc: pydantic.ValidationError, origin: dict[str, str]) -> list[FieldError]:
+def _field_errors(
+    exc: pydantic.ValidationError, origin: dict[str, str], offset: int
+) -> list[FieldError]:
+    """Pydantic's locations as submitted fields; ``offset`` turns an index into ``*args``
+    into the position in ``args`` (``def f(a, *rest)``: ``rest[1]`` is ``args.2``)."""
     errors = []
     for error in exc.errors(include_url=False):
         loc = [str(part) for part in error["loc"]]
         head = origin.get(loc[0], f"kwargs.{loc[0]}") if loc else "kwargs"
+        if head == "args" and len(loc) > 1:
+            loc[1] = str(int(loc[1]) + offset)
         errors.append(FieldError(".".join([head, *loc[1:]]), error["msg"]))
     return errors
 
 
-def _call_shape(params: list[inspect.Parameter], values: dict[str, Any]) -> BoundCall:
+def _positional_count(params: list[inspect.Parameter]) -> int:
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _call_shape(
+    params: list[inspect.Parameter], values: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     in_order = True  # positional slots are filled left to right until the first gap
@@ -243,7 +268,7 @@ def _call_shape(params: list[inspect.Parameter], values: dict[str, Any]) -> Boun
             kwargs.update(values[param.name])
         elif present:
             kwargs[param.name] = values[param.name]
-    return BoundCall(tuple(args), kwargs)
+    return tuple(args), kwargs
 
 
 def _is_json_default(value: Any) -> bool:

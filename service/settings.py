@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -41,6 +42,12 @@ class Settings:
     expose_tracebacks: bool = False
     sweep_interval: float = 5.0
 
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                _check_number(spec.name, value)
+
     @classmethod
     def load(
         cls, config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
@@ -63,14 +70,31 @@ def _convert(name: str, raw: Any, kind: type) -> Any:
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())
     if kind is bool:
-        return raw if isinstance(raw, bool) else str(raw).lower() in {"1", "true", "yes", "on"}
+        return raw if isinstance(raw, bool) else _parse_bool(name, raw)
     try:
-        value = kind(raw)
+        return kind(raw)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"OFFLOAD_{name.upper()}: {raw!r} is not a valid {kind.__name__}") from exc
-    if isinstance(value, int | float) and value < 0:
-        raise ValueError(f"OFFLOAD_{name.upper()}: must not be negative, got {raw!r}")
-    return value
 
 
+def _parse_bool(name: str, raw: Any) -> bool:
+    text = str(raw).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ValueError(f"OFFLOAD_{name.upper()}: {raw!r} is not a boolean (true or false)")
+    return text in _TRUE
+
+
+def _check_number(name: str, value: float) -> None:
+    key = f"OFFLOAD_{name.upper()}"
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key}: must be a finite number, not negative; got {value!r}")
+    if name in _POSITIVE and value <= 0:
+        raise ValueError(f"{key}: must be above 0, got {value!r}")
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_POSITIVE = frozenset({"max_concurrency", "max_body", "max_queue", "thread_workers",
+                       "process_workers", "max_batch", "max_page", "sweep_interval",
+                       "sse_keepalive"})
 _DEFAULTS = Settings()

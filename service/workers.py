@@ -19,14 +19,15 @@ _held: list[IO[bytes]] = []
 def claim_single_worker(store_url: str) -> None:
     """Called at start-up with a non-shared store.
 
-    Hypercorn starts its workers as daemonic children of one parent; every worker tries to
-    lock a file named after that parent, and only the first one can. The others raise, so
-    Hypercorn stops the whole server with this message.
+    Hypercorn starts its workers with multiprocessing as children of one parent (daemonic
+    unless its ``daemon`` setting says otherwise); every worker tries to lock a file named
+    after that parent, and only the first one can. The others raise, so Hypercorn stops the
+    whole server with this message.
     """
-    if not multiprocessing.current_process().daemon:
-        return  # not a server worker process (Hypercorn with workers=0, tests, scripts)
     parent = multiprocessing.parent_process()
-    parent_pid = parent.pid if parent is not None else os.getppid()
+    if parent is None:
+        return  # not a server worker process (Hypercorn with workers=0, tests, scripts)
+    parent_pid = parent.pid if parent.pid is not None else os.getppid()
     path = os.path.join(tempfile.gettempdir(), f"offload-single-worker-{parent_pid}.lock")
     handle = open(path, "wb")  # noqa: SIM115 (held open for the life of the process)
     try:

@@ -52,7 +52,9 @@ class _Worker:
             elif "ok" in reply:
                 return reply["ok"]
             else:
-                raise RemoteError(**reply["error"])
+                error = reply["error"]  # keys as in process_worker._describe
+                raise RemoteError(error["type"], error["message"], error["traceback"],
+                                  error["mro"])
 
     async def read(self) -> dict[str, Any]:
         assert self.process.stdout is not None
@@ -78,10 +80,10 @@ class ProcessExecutor(Executor):
         self._busy: set[_Worker] = set()
 
     async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
-        worker = self._idle.pop() if self._idle else await self._spawn()
+        worker = self._take_idle() or await self._spawn()
         self._busy.add(worker)
         message = {"module": task_type.fn.__module__, "qualname": task_type.fn.__qualname__,
-                   "args": list(call.args), "kwargs": call.kwargs,
+                   "args": call.json_args, "kwargs": call.json_kwargs,
                    "task_id": context.task_id, "attempt": context.attempt}
         try:
             value = await worker.request(message, context)
@@ -96,6 +98,13 @@ class ProcessExecutor(Executor):
             raise
         self._release(worker)
         return value
+
+    def _take_idle(self) -> _Worker | None:
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.process.returncode is None:  # not killed while idle (OOM, kill -9)
+                return worker
+        return None
 
     def _release(self, worker: _Worker) -> None:
         self._busy.discard(worker)

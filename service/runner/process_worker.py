@@ -16,6 +16,7 @@ import threading
 import traceback
 from typing import IO, Any
 
+from .. import jsonutil
 from ..context import TaskContext, set_current
 from ..models import Progress
 
@@ -42,7 +43,9 @@ def _handle(request: dict[str, Any], channel: IO[str], lock: threading.Lock) -> 
     set_current(context)
     try:
         value = _call(request)
-        json.dumps(value, allow_nan=False)
+        jsonutil.check(value)
+    except jsonutil.NotJSON as exc:  # the same error as for async and thread tasks
+        return {"error": _describe(TypeError(f"the task's result is not a JSON value: {exc}"))}
     except Exception as exc:
         return {"error": _describe(exc)}
     finally:

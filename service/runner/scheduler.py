@@ -6,6 +6,7 @@ begin (running) -> attempt (executor) -> settle (succeeded | failed | cancelled 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -101,7 +102,9 @@ class Scheduler:
         if reserved:
             self._reserved -= 1
         self._jobs[job.record.id] = job
-        if job.record.status is Status.SCHEDULED:
+        if self._draining:  # stored while stop() began (a store that awaits): left pending
+            self._spawn(self._leave_pending(job))
+        elif job.record.status is Status.SCHEDULED:
             self._arm_delay(job)
         else:
             self._queue.push(job)
@@ -129,17 +132,39 @@ class Scheduler:
 
     async def _run(self, job: Job) -> None:
         try:
-            outcome = await self._begin_and_attempt(job)
-        except asyncio.CancelledError:
-            _uncancel()
-            job.stop_reason = job.stop_reason or "shutdown"
-            outcome = Outcome()
-        try:
-            await self._settle(job, outcome)
-        finally:
+            await self._settle(job, await self._run_once(job))
+        except Exception:
+            await self._give_up(job)
+            raise  # logged by _report_crash
+        finally:  # whatever happens (even a store error), the slot is given back
             self._queue.release(job)
             job.runner = None
             self._pump()
+
+    async def _give_up(self, job: Job) -> None:
+        """An internal error (e.g. the store failed) cut the task's path: it must not stay
+        running, and its waiters must hear of its end even if the store cannot."""
+        if job.timer is not None and job.record.status is Status.SCHEDULED:
+            self._scheduled -= 1  # its retry was armed
+        job.disarm()
+        record = job.record
+        if not record.terminal:
+            record.status = Status.FAILED  # allowed from every non-terminal status
+            record.error = TaskError("Interrupted", "an internal error stopped the task")
+            record.finished_at = time.time()
+        job.settled = True
+        self._jobs.pop(record.id, None)
+        self._hub.publish("status", record)
+        with contextlib.suppress(Exception):
+            await self._store.save(record)
+
+    async def _run_once(self, job: Job) -> Outcome:
+        try:
+            return await self._begin_and_attempt(job)
+        except asyncio.CancelledError:
+            _uncancel()
+            job.stop_reason = job.stop_reason or "shutdown"
+            return Outcome()
 
     async def _begin_and_attempt(self, job: Job) -> Outcome:
         record = job.record
@@ -163,11 +188,13 @@ class Scheduler:
             value = await executor.run(job.task_type, job.call, context)
             jsonutil.check(value)
             return Outcome(value=value)
-        except asyncio.CancelledError:
-            if job.stop_reason is None:
+        except asyncio.CancelledError as exc:
+            if job.stop_reason is not None:
+                _uncancel()
+                return Outcome()
+            if _being_cancelled():  # by somebody else (the loop is closing): not ours
                 raise
-            _uncancel()
-            return Outcome()
+            return Outcome(error=exc)  # raised by the task's own code: its failure
         except Exception as exc:
             return Outcome(error=exc)
         finally:
@@ -212,8 +239,11 @@ class Scheduler:
         record.cancel_requested = False
         job.stop_reason = None
         self._metrics.retried.labels(record.name).inc()
-        self._arm_delay(job)
+        if not self._draining:
+            self._arm_delay(job)
         await self._store_and_publish(job, "status")
+        if self._draining:  # failed during the grace period: no run left in this process
+            await self._leave_pending(job)
 
     def _backoff(self, job: Job) -> float:
         base = job.task_type.retry_backoff
@@ -339,6 +369,11 @@ def _uncancel() -> None:
     task = asyncio.current_task()
     if task is not None:
         task.uncancel()
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _report_crash(task: asyncio.Task[Any]) -> None:

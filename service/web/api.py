@@ -84,8 +84,21 @@ def json_body(view: View) -> View:
             data.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("the request body is not valid UTF-8") from None
+        try:
+            await request.get_json(force=True)  # parsed once: cached for quart-schema
+        except BadRequest:
+            raise BadRequest(f"the request body is not valid JSON: {_json_error(data)}") from None
         return await view(*args, **kwargs)
     return wrapper  # type: ignore[return-value]
+
+
+def _json_error(data: bytes) -> str:
+    """Why ``data`` does not parse (Quart's own error says only "Bad Request")."""
+    try:
+        jsonutil.loads(data)
+    except ValueError as exc:
+        return str(exc)[:200]
+    return "unknown error"
 
 
 def _problems(*codes: int) -> Callable[[View], View]:
@@ -194,10 +207,9 @@ async def delete_task(task_id: str) -> Response:
 async def list_tasks(query_args: ListQuery) -> Response:
     """Tasks, newest first, filtered by ``status`` (repeatable) and ``name``."""
     service = offload().service
-    statuses = query_args.status
     items, cursor = await service.list(
-        statuses=[statuses] if isinstance(statuses, str) else statuses or [],
-        name=query_args.name, owner=owner(), limit=query_args.limit, cursor=query_args.cursor)
+        statuses=query_args.status, name=query_args.name, owner=owner(),
+        limit=query_args.limit, cursor=query_args.cursor)
     tracebacks = service.settings.expose_tracebacks
     return json_response({"items": [r.to_json(tracebacks) for r in items],
                           "next_cursor": cursor})

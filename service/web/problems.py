@@ -61,7 +61,9 @@ def from_offload_error(error: errors.OffloadError) -> Response:
         headers["Retry-After"] = "5"
     field_errors = error.errors if isinstance(error, errors.InvalidSubmission) else None
     slug = type(error).__name__
-    return problem(status, str(error), slug=slug, field_errors=field_errors, headers=headers)
+    # A TaskNotFound's message is the id as given: never echo that (it may be 10 KB long).
+    detail = "no task with this id" if isinstance(error, errors.TaskNotFound) else str(error)
+    return problem(status, detail, slug=slug, field_errors=field_errors, headers=headers)
 
 
 def from_http_exception(error: HTTPException) -> Response:

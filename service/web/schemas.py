@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 StatusName = Literal["queued", "scheduled", "running", "succeeded", "failed", "cancelled"]
+STATUS_NAMES: tuple[str, ...] = get_args(StatusName)
 
 
 class _Strict(BaseModel):
@@ -78,10 +79,21 @@ class BatchOut(BaseModel):
 class ListQuery(BaseModel):
     """Filters of ``GET /tasks``; ``status`` may be repeated."""
 
-    status: list[StatusName] | StatusName | None = None
+    status: list[StatusName] = Field(default_factory=list, description="Only tasks with "
+                                     "one of these statuses (repeat the parameter).")
     name: str | None = Field(default=None, max_length=200)
     limit: int = Field(default=50, ge=1, description="1 to OFFLOAD_MAX_PAGE (1000).")
     cursor: str | None = Field(default=None, max_length=64)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _one_or_more_statuses(cls, value: object) -> list[str]:
+        # One ?status= arrives as a string, several as a list; either way the error names
+        # the field "status", not pydantic's union branches.
+        values = [value] if isinstance(value, str) else value
+        if isinstance(values, list) and all(v in STATUS_NAMES for v in values):
+            return values
+        raise ValueError(f"status must be one of: {', '.join(STATUS_NAMES)}")
 
 
 class WaitQuery(BaseModel):

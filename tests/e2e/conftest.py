@@ -1,0 +1,44 @@
+"""Fixtures of the end-to-end tests: the real Hypercorn server and an httpx client on it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from .server import Server, finish, start
+
+E2E_MODULES = "service.demo,tests.e2e.e2e_tasks"
+CLIENT_TIMEOUT = 30.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One real server per test module (tests that need another configuration start their
+    own): the demo tasks plus the e2e tasks, a short shutdown grace."""
+    running = start(tmp_path_factory.mktemp("server"), OFFLOAD_TASK_MODULES=E2E_MODULES,
+                    OFFLOAD_SHUTDOWN_GRACE="2")
+    try:
+        yield running
+    finally:
+        finish(running)
+
+
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as http:
+        yield http
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report shows the output of the servers it used."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, Server):
+            report.sections.append((f"output of server {name!r} (pid {value.pid})",
+                                    value.output_tail()))
