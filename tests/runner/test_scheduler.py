@@ -18,7 +18,7 @@ from service.demo import add, blocking_sleep, cpu
 from service.errors import QueueFull, ShuttingDown, TaskAlreadyTerminal
 from service.events import EventHub, TaskEvent
 from service.metrics import Metrics
-from service.models import Status, TaskRecord
+from service.models import Status, Submission, TaskRecord
 from service.registry import BoundCall, TaskType
 from service.runner.job import Job
 from service.runner.process_pool import ProcessExecutor
@@ -674,30 +674,43 @@ async def test_stop_is_idempotent_and_pending_waiters_wake(make_service: Factory
 
 
 class BrokenSaveStore(MemoryStore):
-    """Fails to save the running state of task ``echo``: an internal error, not the task's."""
+    """Fails to save one task's record in one status: an internal error, not the task's."""
+
+    def __init__(self, name: str, status: Status) -> None:
+        super().__init__()
+        self.broken = (name, status)
 
     async def save(self, record: TaskRecord) -> None:
-        if record.name == "echo" and record.status is Status.RUNNING:
+        if (record.name, record.status) == self.broken:
             raise OSError("disk on fire")
         await super().save(record)
 
 
+@pytest.mark.parametrize(("name", "args", "status"), [
+    ("echo", ["x"], Status.RUNNING), ("flaky", [2], Status.SCHEDULED),
+    ("echo", ["x"], Status.SUCCEEDED),
+])
 async def test_internal_crash_is_logged_frees_the_slot_and_ends_the_task(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, name: str, args: list[Any], status: Status,
 ) -> None:
-    service = TaskService(settings(max_concurrency=1), store=BrokenSaveStore())
+    service = TaskService(settings(max_concurrency=1), store=BrokenSaveStore(name, status))
     for module in TEST_MODULES:
         service.register_module(module)
     await service.start()
     try:
         with caplog.at_level(logging.ERROR, logger="offload"):
-            broken = await st.echo.submit("x")
+            submitted, _ = await service.submit(Submission(name, args))
+            async with asyncio.timeout(3):  # its waiters hear of its end (no 30 s wait)
+                broken = await service.handle(submitted.id).wait(timeout=30)
             after = await add.submit(1, 2)
             assert await after.result(timeout=5) == 3  # the only slot was given back
-            record = await broken.wait(timeout=5)  # its waiters hear of its end
-            assert record.status is Status.FAILED  # never left running
-            assert record.error is not None
-            assert record.error.type == "Interrupted"
+        assert broken.terminal  # never left running
+        if status is not Status.SUCCEEDED:
+            assert broken.status is Status.FAILED
+            assert broken.error is not None
+            assert broken.error.type == "Interrupted"
+        stats = await service.stats()
+        assert (stats["queue_depth"], stats["running"]) == (0, 0)
         crash_logs = [r for r in caplog.records if "crashed" in r.getMessage()]
         assert crash_logs, caplog.text
         assert "disk on fire" in caplog.text
