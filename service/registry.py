@@ -12,6 +12,7 @@ from typing import Any, Literal, NotRequired
 import pydantic
 from typing_extensions import TypedDict
 
+from . import jsonutil
 from .errors import FieldError, InvalidSubmission, UnknownTaskType
 from .models import JSON
 
@@ -66,7 +67,7 @@ class TaskType:
         named, origin, errors = _assign(self._params, args, kwargs)
         assert self._adapter is not None
         try:
-            values = self._adapter.validate_python(named)
+            values = self._adapter.validate_json(jsonutil.dumps(named), strict=True)
         except pydantic.ValidationError as exc:
             errors += _field_errors(exc, origin, _positional_count(self._params))
         if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import pytest
@@ -75,6 +76,21 @@ def test_keyword_after_a_gap_in_positionals() -> None:
 def test_values_are_coerced_to_the_annotation() -> None:
     got = call(EVERYTHING, [1], {"c": 2})
     assert isinstance(got["c"], float)
+
+
+@pytest.mark.parametrize("value", ["5", True, 1.0, 2.5, None])
+def test_json_values_are_not_loosely_converted(value: Any) -> None:
+    # A string, a bool or a float for an int is the caller's mistake, not a 5 to guess at.
+    assert set(errors_of(ADD, [value, 1])) == {"args.0"}
+
+
+def on(day: datetime.date, pair: tuple[int, int]) -> tuple[datetime.date, tuple[int, int]]:
+    return day, pair
+
+
+def test_json_forms_of_richer_types_are_converted() -> None:
+    got = call(TaskType("on", on, "thread"), ["2026-11-25", [1, 2]])
+    assert got == (datetime.date(2026, 11, 25), (1, 2))
 
 
 def test_positional_only_cannot_be_given_by_keyword() -> None:

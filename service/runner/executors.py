@@ -6,11 +6,11 @@ import asyncio
 import contextvars
 import functools
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..context import TaskContext, set_current
 from ..registry import BoundCall, TaskType
+from .threads import DaemonThreadPool
 
 
 class Executor(ABC):
@@ -48,7 +48,7 @@ class ThreadExecutor(Executor):
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="offload")
+        self._pool = DaemonThreadPool(capacity, "offload")
 
     @property
     def cancellable(self) -> bool:

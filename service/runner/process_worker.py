@@ -13,12 +13,15 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 from typing import IO, Any
 
 from .. import jsonutil
 from ..context import TaskContext, set_current
 from ..models import Progress
+
+PARENT_CHECK_INTERVAL = 0.5
 
 
 def main() -> None:
@@ -29,9 +32,18 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     lock = threading.Lock()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     _send(channel, lock, {"ready": os.getpid()})
     for line in sys.stdin:
         _send(channel, lock, _handle(json.loads(line), channel, lock))
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    # A busy worker never reads stdin, so it would not see its server die (SIGKILL, OOM
+    # killer) and would go on burning CPU as an orphan: look for the parent now and then.
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_INTERVAL)
+    os._exit(1)
 
 
 def _handle(request: dict[str, Any], channel: IO[str], lock: threading.Lock) -> dict[str, Any]:

@@ -116,3 +116,23 @@ def last_saved(journal: Path) -> dict[str, dict[str, Any]]:
         final[entry["id"]] = entry
     return final
 
+
+
+async def test_a_thread_task_that_never_returns_does_not_hold_the_exit(tmp_path: Path) -> None:
+    # Threads cannot be killed; they must not keep the stopped process alive either.
+    grace = 1.0
+    server = start(tmp_path, name="stuck-thread", OFFLOAD_SHUTDOWN_GRACE=str(grace))
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as client:
+            stuck = await submit(client, "blocking_sleep", 120.0)
+            async with client.stream("GET", f"/tasks/{stuck['id']}/events") as stream:
+                first = await anext(events(stream))
+            assert first.task["status"] == "running"
+            sent = time.monotonic()
+            server.terminate()
+            code = await asyncio.to_thread(server.wait_exit, GRACEFUL_TIMEOUT + grace + MARGIN)
+        took = time.monotonic() - sent
+        assert code == 0, f"exit code {code} after {took:.1f}s"
+    finally:
+        if server.process.poll() is None:
+            server.kill()
