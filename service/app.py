@@ -36,5 +36,16 @@ def create_app(settings: Settings | None = None) -> Quart:
     return app
 
 
-logging.basicConfig(level=os.environ.get("OFFLOAD_LOG_LEVEL", "INFO"))
+def _configure_logging() -> None:
+    """Offload's own log lines, once; Hypercorn configures its loggers itself."""
+    logger = logging.getLogger("offload")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] %(name)s: "
+                                               "%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(os.environ.get("OFFLOAD_LOG_LEVEL", "INFO").upper())
+
+
+_configure_logging()
 app = create_app()

@@ -20,7 +20,7 @@ from ..context import TaskContext
 from ..errors import QueueFull, ShuttingDown
 from ..events import EventHub
 from ..metrics import Metrics
-from ..models import JSON, Progress, Status, TaskError
+from ..models import JSON, Progress, Status, TaskError, TaskRecord
 from ..registry import Executor as ExecutorName
 from ..settings import Settings
 from ..stores import TaskStore
@@ -270,6 +270,7 @@ class Scheduler:
         job.settled = True
         self._jobs.pop(record.id, None)
         self._metrics.finished.labels(record.name, status.value).inc()
+        _log_outcome(record)
         await self._store_and_publish(job, "status")
         await self.evict()
 
@@ -346,6 +347,16 @@ class Scheduler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_report_crash)
+
+
+def _log_outcome(record: TaskRecord) -> None:
+    error = record.error
+    if record.status is not Status.FAILED or error is None:
+        log.debug("task %s %s %s", record.name, record.id, record.status.value)
+        return
+    level = logging.WARNING if error.type in ("Interrupted", "WorkerCrashed") else logging.INFO
+    log.log(level, "task %s %s failed after %d attempt(s): %s: %s", record.name, record.id,
+            record.attempts, error.type, error.message)
 
 
 def describe_error(exc: BaseException) -> TaskError:
