@@ -68,6 +68,9 @@ class _Worker:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
+        if self.process.stdin is not None:
+            # closed now, on a live loop: left to the garbage collector it may be too late
+            self.process.stdin.close()
 
 
 class ProcessExecutor(Executor):
