@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from types import CodeType
 from typing import Any, overload
 
 from typing_extensions import Unpack
@@ -46,6 +47,7 @@ from .runner.job import Job
 from .runner.scheduler import Scheduler
 from .settings import Settings
 from .stores import ListQuery, TaskStore, open_store
+from .watchdog import LoopWatchdog
 
 log = logging.getLogger("offload")
 PRIORITY_LIMIT = 2**31
@@ -64,6 +66,7 @@ class TaskService:
         self._cursors = CursorCodec()
         self._idempotency_lock = asyncio.Lock()
         self._sweeper: asyncio.Task[None] | None = None
+        self.watchdog: LoopWatchdog | None = None
         self._started_at: float | None = None
         self._stopping = False
 
@@ -105,6 +108,12 @@ class TaskService:
         await self._recover()
         self._started_at = time.monotonic()
         self._sweeper = asyncio.create_task(self._sweep(), name="offload:sweeper")
+        if self.settings.loop_lag_threshold > 0:
+            self.watchdog = LoopWatchdog(
+                self.settings.loop_lag_threshold, self._loop_task_code,
+                self.metrics.loop_lag.observe,
+                lambda name: self.metrics.loop_blocked.labels(name).inc())
+            self.watchdog.start()
 
     async def stop(self, grace: float | None = None) -> None:
         """Refuse new work; give running tasks ``grace`` seconds; stop what is left."""
@@ -113,11 +122,17 @@ class TaskService:
         self._stopping = True
         grace = self.settings.shutdown_grace if grace is None else grace
         await self.scheduler.drain(grace)
+        if self.watchdog is not None:
+            await self.watchdog.stop()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.store.close()
+
+    def _loop_task_code(self) -> dict[CodeType, str]:
+        """The code of every task that runs on the loop, for the watchdog to name."""
+        return {t.fn.__code__: t.name for t in self.registry if t.executor == "async"}
 
     async def _sweep(self) -> None:
         while True:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, float("inf"))
 
 
@@ -26,6 +27,12 @@ class Metrics:
                                 ["reason"], registry=self.registry)
         self.duration = Histogram("offload_task_duration_seconds", "Run time of one attempt.",
                                   ["task"], buckets=DURATION_BUCKETS, registry=self.registry)
+        self.loop_lag = Histogram("offload_event_loop_lag_seconds",
+                                  "How late the event loop woke the watchdog's timer.",
+                                  buckets=LAG_BUCKETS, registry=self.registry)
+        self.loop_blocked = Counter("offload_event_loop_blocked",
+                                    "Episodes of a blocked event loop, by the task type "
+                                    "that blocked it.", ["task"], registry=self.registry)
         self.registry.register(_LiveGauges(gauges))
 
     def exposition(self) -> bytes:

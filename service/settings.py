@@ -41,12 +41,17 @@ class Settings:
     poll_after: int = 1
     expose_tracebacks: bool = False
     sweep_interval: float = 5.0
+    loop_lag_threshold: float = 0.1
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 _check_number(spec.name, value)
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"OFFLOAD_LOG_FORMAT: 'text' or 'json', not {self.log_format!r}")
 
     @classmethod
     def load(
