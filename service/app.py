@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 from quart import Quart, Response
 
+from . import logs
 from .models import Submission
 from .settings import DEMO_MODULE, Settings
 from .web import Offload
@@ -36,16 +36,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     return app
 
 
-def _configure_logging() -> None:
-    """Offload's own log lines, once; Hypercorn configures its loggers itself."""
-    logger = logging.getLogger("offload")
-    if not logger.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] %(name)s: "
-                                               "%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(os.environ.get("OFFLOAD_LOG_LEVEL", "INFO").upper())
+def _standalone() -> Quart:
+    settings = Settings.load()
+    if not logging.getLogger().handlers:  # an embedding program's own logging setup wins
+        logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings)
 
 
-_configure_logging()
-app = create_app()
+app = _standalone()

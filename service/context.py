@@ -20,7 +20,8 @@ class TaskContext:
     Safe to use from the event loop (async tasks) and from worker threads (thread tasks).
     """
 
-    __slots__ = ("_call_in_loop", "_cancel_flag", "_loop_thread", "_sink", "attempt", "task_id")
+    __slots__ = ("_call_in_loop", "_cancel_flag", "_loop_thread", "_sink", "attempt", "task_id",
+                 "task_name")
 
     def __init__(
         self,
@@ -29,9 +30,11 @@ class TaskContext:
         sink: ProgressSink,
         cancel_flag: Callable[[], bool],
         call_in_loop: LoopCaller,
+        task_name: str = "",
     ) -> None:
         self.task_id = task_id
         self.attempt = attempt
+        self.task_name = task_name
         self._sink = sink
         self._cancel_flag = cancel_flag
         self._call_in_loop = call_in_loop

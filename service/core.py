@@ -40,6 +40,7 @@ from .errors import (
 from .events import EventHub, Subscription, wait_until_set
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
+from .logs import task_event
 from .metrics import Metrics
 from .models import JSON, PENDING, Status, Submission, TaskError, TaskRecord, looks_like_task_id
 from .registry import Registry
@@ -227,8 +228,9 @@ class TaskService:
             self.scheduler.unreserve(len(jobs))
             raise
         for job in jobs:
-            self.scheduler.enqueue(job)
+            task_event(log, logging.DEBUG, "task_submitted", job.record, "accepted")
             self.metrics.submitted.labels(job.record.name).inc()
+            self.scheduler.enqueue(job)
 
     # -- looking up and acting ------------------------------------------------------------
 

@@ -87,7 +87,8 @@ class ProcessExecutor(Executor):
         self._busy.add(worker)
         message = {"module": task_type.fn.__module__, "qualname": task_type.fn.__qualname__,
                    "args": call.json_args, "kwargs": call.json_kwargs,
-                   "task_id": context.task_id, "attempt": context.attempt}
+                   "task_id": context.task_id, "attempt": context.attempt,
+                   "task_name": context.task_name}
         try:
             value = await worker.request(message, context)
         except RemoteError:

@@ -51,7 +51,7 @@ def _handle(request: dict[str, Any], channel: IO[str], lock: threading.Lock) -> 
         _send(channel, lock, {"progress": progress.to_json()})
 
     context = TaskContext(request.get("task_id", ""), request.get("attempt", 1), sink,
-                          lambda: False, lambda fn: fn())
+                          lambda: False, lambda fn: fn(), request.get("task_name", ""))
     set_current(context)
     try:
         value = _call(request)

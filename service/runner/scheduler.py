@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -19,6 +20,7 @@ from .. import jsonutil
 from ..context import TaskContext
 from ..errors import QueueFull, ShuttingDown
 from ..events import EventHub
+from ..logs import task_event
 from ..metrics import Metrics
 from ..models import JSON, Progress, Status, TaskError, TaskRecord
 from ..registry import Executor as ExecutorName
@@ -127,7 +129,9 @@ class Scheduler:
 
     def _pump(self) -> None:
         while not self._draining and (job := self._queue.pop_startable()) is not None:
-            job.runner = asyncio.create_task(self._run(job), name=f"offload:{job.record.id}")
+            # a fresh context: the run must not inherit the request that happened to pump
+            job.runner = asyncio.create_task(self._run(job), name=f"offload:{job.record.id}",
+                                             context=contextvars.Context())
             job.runner.add_done_callback(_report_crash)
 
     async def _run(self, job: Job) -> None:
@@ -174,6 +178,7 @@ class Scheduler:
         if record.timeout is not None:
             loop = asyncio.get_running_loop()
             job.timer = loop.call_later(record.timeout, self._stop, job, "timeout")
+        task_event(log, logging.DEBUG, "task_started", record, "started")
         await self._store_and_publish(job, "status")
         return await self._attempt(job)
 
@@ -181,7 +186,8 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         context = TaskContext(job.record.id, job.record.attempts,
                               lambda progress: self._on_progress(job, progress),
-                              lambda: job.record.cancel_requested, loop.call_soon_threadsafe)
+                              lambda: job.record.cancel_requested, loop.call_soon_threadsafe,
+                              job.task_type.name)
         executor = self._executors[job.task_type.executor]
         started = time.perf_counter()
         try:
@@ -239,6 +245,10 @@ class Scheduler:
         record.cancel_requested = False
         job.stop_reason = None
         self._metrics.retried.labels(record.name).inc()
+        delay = record.scheduled_at - time.time()
+        task_event(log, logging.INFO, "task_retry", record,
+                   f"attempt {record.attempts} failed ({record.error.type}), retry in {delay:.2f}s",
+                   error_type=record.error.type, error_message=record.error.message)
         if not self._draining:
             self._arm_delay(job)
         await self._store_and_publish(job, "status")
@@ -351,12 +361,16 @@ class Scheduler:
 
 def _log_outcome(record: TaskRecord) -> None:
     error = record.error
+    took = (record.finished_at or 0.0) - (record.started_at or record.created_at)
     if record.status is not Status.FAILED or error is None:
-        log.debug("task %s %s %s", record.name, record.id, record.status.value)
+        level = logging.DEBUG if record.status is Status.SUCCEEDED else logging.INFO
+        task_event(log, level, "task_finished", record, f"{record.status.value} in {took:.3f}s",
+                   duration=round(took, 6))
         return
     level = logging.WARNING if error.type in ("Interrupted", "WorkerCrashed") else logging.INFO
-    log.log(level, "task %s %s failed after %d attempt(s): %s: %s", record.name, record.id,
-            record.attempts, error.type, error.message)
+    task_event(log, level, "task_finished", record,
+               f"failed after {record.attempts} attempt(s): {error.type}: {error.message}",
+               duration=round(took, 6), error_type=error.type, error_message=error.message)
 
 
 def describe_error(exc: BaseException) -> TaskError:

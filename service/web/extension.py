@@ -19,6 +19,10 @@ from ..workers import claim_single_worker
 from .api import api
 from .auth import TokenAuth
 from .ops import public
+from .request_ids import install as install_request_ids
+
+for _blueprint in (api, public):
+    install_request_ids(_blueprint)
 
 
 class Offload:
