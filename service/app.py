@@ -31,7 +31,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         owner = offload.current_owner()
         record, _ = await offload.service.submit(Submission("long_task"), owner=owner)
         return json_response({"task_id": record.id, "status": record.status.value}, 202,
-                             {"Location": f"/tasks/{record.id}", "Retry-After": "1"})
+                             {"Location": f"/tasks/{record.id}",
+                              "Retry-After": str(settings.poll_after)})
 
     return app
 

@@ -61,7 +61,7 @@ class TaskService:
         self.settings = settings or Settings()
         self.registry = Registry()
         self.store = store or open_store(self.settings.store)
-        self.hub = EventHub()
+        self.hub = EventHub(self.settings.expose_tracebacks)
         self.metrics = Metrics(self._gauges)
         self.scheduler = Scheduler(self.store, self.hub, self.metrics, self.settings)
         self._cursors = CursorCodec()

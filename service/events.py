@@ -24,7 +24,8 @@ class TaskEvent:
 class EventHub:
     """Per-task listeners and terminal waiters. Costs one dict look-up when nobody listens."""
 
-    def __init__(self) -> None:
+    def __init__(self, include_traceback: bool = False) -> None:
+        self._include_traceback = include_traceback
         self._listeners: dict[str, set[asyncio.Queue[TaskEvent]]] = {}
         self._finished: dict[str, asyncio.Event] = {}
 
@@ -32,10 +33,13 @@ class EventHub:
         """Tell listeners of ``record`` about a change; wake waiters when it is terminal."""
         queues = self._listeners.get(record.id)
         if queues:
-            event = TaskEvent(kind, record.to_json(), record.terminal)
+            event = TaskEvent(kind, record.to_json(self._include_traceback), record.terminal)
             for queue in queues:
                 _put_dropping_oldest(queue, event)
         if record.terminal:
+            # Every listener has its last event queued; one that never reads it (a client
+            # gone before its stream began) must not keep the queue alive.
+            self._listeners.pop(record.id, None)
             waiter = self._finished.pop(record.id, None)
             if waiter is not None:
                 waiter.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from service.events import LISTENER_BUFFER, EventHub, wait_until_set
-from service.models import Progress, Status, TaskRecord
+from service.models import Progress, Status, TaskError, TaskRecord
 
 
 def running_record() -> TaskRecord:
@@ -143,3 +143,23 @@ async def test_expect_terminal_catches_an_end_published_before_the_wait() -> Non
     hub.publish("status", record)
     assert await wait_until_set(finished, 0.01) is True
     assert await hub.wait_terminal(record.id, 0.01) is False  # only later ends count
+
+
+def test_a_listener_that_never_reads_is_dropped_at_the_terminal_event() -> None:
+    hub = EventHub()
+    record = TaskRecord(name="t")
+    hub.subscribe(record.id)  # a client that went away before its stream began
+    record.status = Status.FAILED
+    hub.publish("status", record)
+    assert hub.listener_count() == 0
+
+
+def test_events_carry_tracebacks_only_when_configured() -> None:
+    record = TaskRecord(name="t", status=Status.FAILED,
+                        error=TaskError("ValueError", "bad", "Traceback ..."))
+    for include, expected in ((False, None), (True, "Traceback ...")):
+        hub = EventHub(include_traceback=include)
+        subscription = hub.subscribe(record.id)
+        hub.publish("status", record)
+        event = subscription._queue.get_nowait()
+        assert event.task["error"].get("traceback") == expected  # type: ignore[union-attr]

@@ -62,7 +62,13 @@ class _Worker:
         if not line:
             code = await self.process.wait()
             raise WorkerCrashed(f"worker process {self.process.pid} died (exit code {code})")
-        reply: dict[str, Any] = json.loads(line)
+        try:
+            reply: dict[str, Any] = json.loads(line)
+        except ValueError:  # a line cut short: the worker died while writing it
+            self.kill()
+            code = await self.process.wait()
+            raise WorkerCrashed(f"worker process {self.process.pid} died mid-reply "
+                                f"(exit code {code})") from None
         return reply
 
     def kill(self) -> None:
@@ -108,6 +114,7 @@ class ProcessExecutor(Executor):
             worker = self._idle.pop()
             if worker.process.returncode is None:  # not killed while idle (OOM, kill -9)
                 return worker
+            worker.kill()  # already dead: this closes its pipe while the loop runs
         return None
 
     def _release(self, worker: _Worker) -> None:
@@ -126,6 +133,7 @@ class ProcessExecutor(Executor):
             await worker.read()  # the "ready" line: the interpreter is up
         except BaseException:
             worker.kill()
+            await _reap(worker)
             raise
         return worker
 

@@ -9,6 +9,7 @@ from ..registry import Executor
 from .job import Job
 
 _Entry = tuple[int, int, Job]
+REBUILD_SLACK = 64
 
 
 class ReadyQueue:
@@ -18,6 +19,7 @@ class ReadyQueue:
         self.max_concurrency = max_concurrency
         self._executor_capacity = executor_capacity
         self._lanes: dict[str, list[_Entry]] = {}
+        self._dead: Counter[str] = Counter()  # discarded entries still in each lane
         self._size = 0
         self.running = 0
         self._running_by_type: Counter[str] = Counter()
@@ -33,10 +35,20 @@ class ReadyQueue:
         self._size += 1
 
     def discard(self, job: Job) -> None:
-        """Take a queued job out; its heap entry is skipped later instead of searched for now."""
-        if not job.dequeued:
-            job.dequeued = True
-            self._size -= 1
+        """Take a queued job out; its heap entry is skipped later instead of searched for now,
+        unless dead entries pile up behind a head that cannot start (then the lane is rebuilt,
+        so that cancelled jobs do not stay in memory)."""
+        if job.dequeued:
+            return
+        job.dequeued = True
+        self._size -= 1
+        name = job.task_type.name
+        self._dead[name] += 1
+        lane = self._lanes[name]
+        if self._dead[name] > REBUILD_SLACK and self._dead[name] * 2 > len(lane):
+            lane[:] = [entry for entry in lane if not entry[2].dequeued]
+            heapq.heapify(lane)
+            self._dead[name] = 0
 
     def pop_startable(self) -> Job | None:
         """The best job that may start now, counted as running; None if none may."""
@@ -64,6 +76,7 @@ class ReadyQueue:
         jobs = [entry[2] for lane in self._lanes.values() for entry in lane
                 if not entry[2].dequeued]
         self._lanes.clear()
+        self._dead.clear()
         self._size = 0
         for job in jobs:
             job.dequeued = True
@@ -83,7 +96,8 @@ class ReadyQueue:
         self._running_by_type[job.task_type.name] += delta
         self._running_by_executor[job.task_type.executor] += delta
 
-    @staticmethod
-    def _drop_discarded(lane: list[_Entry]) -> None:
+    def _drop_discarded(self, lane: list[_Entry]) -> None:
         while lane and lane[0][2].dequeued:
-            heapq.heappop(lane)
+            job = heapq.heappop(lane)[2]
+            if self._dead[job.task_type.name] > 0:
+                self._dead[job.task_type.name] -= 1

@@ -11,9 +11,7 @@ import contextvars
 import logging
 import random
 import time
-import traceback
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from .. import jsonutil
@@ -22,23 +20,18 @@ from ..errors import QueueFull, ShuttingDown
 from ..events import EventHub
 from ..logs import task_event
 from ..metrics import Metrics
-from ..models import JSON, Progress, Status, TaskError, TaskRecord
+from ..models import Progress, Status, TaskError
 from ..registry import Executor as ExecutorName
 from ..settings import Settings
 from ..stores import TaskStore
 from .executors import AsyncExecutor, Executor, ThreadExecutor
 from .job import Job, StopReason
-from .process_pool import ProcessExecutor, RemoteError
+from .outcome import Outcome, describe_error, log_outcome, retryable
+from .process_pool import ProcessExecutor
 from .ready_queue import ReadyQueue
 
 log = logging.getLogger("offload.scheduler")
 STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
-
-
-@dataclass(slots=True)
-class Outcome:
-    value: JSON = None
-    error: BaseException | None = None
 
 
 class Scheduler:
@@ -136,13 +129,15 @@ class Scheduler:
 
     async def _run(self, job: Job) -> None:
         try:
-            await self._settle(job, await self._run_once(job))
-        except Exception:
-            await self._give_up(job)
+            if not job.settled:  # else cancelled after the pump picked it, before it began
+                await self._settle(job, await self._run_once(job))
+        except BaseException:
+            await asyncio.shield(self._give_up(job))
             raise  # logged by _report_crash
         finally:  # whatever happens (even a store error), the slot is given back
             self._queue.release(job)
-            job.runner = None
+            if job.runner is asyncio.current_task():  # a retry may already have a new one
+                job.runner = None
             self._pump()
 
     async def _give_up(self, job: Job) -> None:
@@ -189,6 +184,8 @@ class Scheduler:
                               lambda: job.record.cancel_requested, loop.call_soon_threadsafe,
                               job.task_type.name)
         executor = self._executors[job.task_type.executor]
+        if job.stop_reason is not None:  # cancelled while it was being marked running
+            return Outcome()
         started = time.perf_counter()
         try:
             value = await executor.run(job.task_type, job.call, context)
@@ -237,7 +234,7 @@ class Scheduler:
     async def _fail_or_retry(self, job: Job, exc: BaseException) -> None:
         record = job.record
         record.error = describe_error(exc)
-        if record.attempts >= record.max_attempts or not _retryable(job, exc):
+        if record.attempts >= record.max_attempts or not retryable(job.task_type, exc):
             await self._finalize(job, Status.FAILED)
             return
         record.move(Status.SCHEDULED)
@@ -249,10 +246,10 @@ class Scheduler:
         task_event(log, logging.INFO, "task_retry", record,
                    f"attempt {record.attempts} failed ({record.error.type}), retry in {delay:.2f}s",
                    error_type=record.error.type, error_message=record.error.message)
-        if not self._draining:
-            self._arm_delay(job)
         await self._store_and_publish(job, "status")
-        if self._draining:  # failed during the grace period: no run left in this process
+        if not self._draining:  # armed after the save: the retry cannot overtake it
+            self._arm_delay(job)
+        else:  # failed during the grace period: no run left in this process
             await self._leave_pending(job)
 
     def _backoff(self, job: Job) -> float:
@@ -280,7 +277,7 @@ class Scheduler:
         job.settled = True
         self._jobs.pop(record.id, None)
         self._metrics.finished.labels(record.name, status.value).inc()
-        _log_outcome(record)
+        log_outcome(record)
         await self._store_and_publish(job, "status")
         await self.evict()
 
@@ -357,37 +354,6 @@ class Scheduler:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_report_crash)
-
-
-def _log_outcome(record: TaskRecord) -> None:
-    error = record.error
-    took = (record.finished_at or 0.0) - (record.started_at or record.created_at)
-    if record.status is not Status.FAILED or error is None:
-        level = logging.DEBUG if record.status is Status.SUCCEEDED else logging.INFO
-        task_event(log, level, "task_finished", record, f"{record.status.value} in {took:.3f}s",
-                   duration=round(took, 6))
-        return
-    level = logging.WARNING if error.type in ("Interrupted", "WorkerCrashed") else logging.INFO
-    task_event(log, level, "task_finished", record,
-               f"failed after {record.attempts} attempt(s): {error.type}: {error.message}",
-               duration=round(took, 6), error_type=error.type, error_message=error.message)
-
-
-def describe_error(exc: BaseException) -> TaskError:
-    """The public form of an exception: its type name and message, traceback kept aside."""
-    if isinstance(exc, RemoteError):
-        return TaskError(exc.type_name, str(exc), exc.remote_traceback)
-    if isinstance(exc, jsonutil.NotJSON):
-        return TaskError("TypeError", f"the task's result is not a JSON value: {exc}")
-    text = "".join(traceback.format_exception(exc))
-    return TaskError(type(exc).__name__, str(exc), text)
-
-
-def _retryable(job: Job, exc: BaseException) -> bool:
-    retry_on = job.task_type.retry_on
-    if isinstance(exc, RemoteError):
-        return any(exc.is_a(cls) for cls in retry_on)
-    return isinstance(exc, retry_on)
 
 
 def _uncancel() -> None:

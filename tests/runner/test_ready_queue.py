@@ -154,3 +154,18 @@ def test_a_job_pushed_again_runs_again_in_its_place() -> None:
     q.push(b)
     q.push(a)  # a retry keeps its original place (seq) in the FIFO order
     assert labels(pop_all(q)) == ["a", "b"]
+
+
+def test_cancelled_jobs_behind_a_blocked_head_do_not_pile_up() -> None:
+    # One job holds the only slot and another waits at the head: without a rebuild every
+    # cancelled job below it would stay in the heap, with its arguments, for ever.
+    q = queue(limit=1)
+    q.push(job("running"))
+    assert q.pop_startable() is not None
+    q.push(job("head", priority=10))
+    for i in range(2000):
+        cancelled = job(f"c{i}")
+        q.push(cancelled)
+        q.discard(cancelled)
+    assert len(q) == 1
+    assert sum(len(lane) for lane in q._lanes.values()) < 200

@@ -716,3 +716,25 @@ async def test_internal_crash_is_logged_frees_the_slot_and_ends_the_task(
         assert "disk on fire" in caplog.text
     finally:
         await service.stop(grace=0.1)
+
+
+async def test_cancel_right_after_the_pump_picked_the_task(
+    make_service: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The slot frees, the pump starts a runner for the next task, and a cancel arrives in the
+    # same turn of the loop, before that runner's first step: cancelled, quietly, once.
+    service = await started(make_service, max_concurrency=1)
+    first, _ = await service.submit(Submission("wait_for_release", ["first"]))
+    second, _ = await service.submit(Submission("add", [1, 2]))
+    await gate("first").wait_started()
+    events = service.hub.subscribe(second.id)
+    gate("first").open()
+    await service.wait(first.id, timeout=5)
+    assert second.status is Status.QUEUED  # picked by the pump, not yet begun
+    await service.cancel(second.id)
+    done = await service.wait(second.id, timeout=5)
+    assert done.status is Status.CANCELLED
+    assert [e.task["status"] async for e in events] == ["cancelled"]
+    third, _ = await service.submit(Submission("add", [2, 2]))  # the slot came back
+    assert (await service.wait(third.id, timeout=5)).result == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

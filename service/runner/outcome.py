@@ -1,0 +1,57 @@
+"""How one attempt ended, and what follows from it: the error's public form, whether it is
+worth a retry, the log line."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+
+from .. import jsonutil
+from ..logs import task_event
+from ..models import JSON, Status, TaskError, TaskRecord
+from ..registry import TaskType
+from .process_pool import RemoteError
+
+log = logging.getLogger("offload.scheduler")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What an attempt produced: a value, or the error it raised."""
+
+    value: JSON = None
+    error: BaseException | None = None
+
+
+
+def log_outcome(record: TaskRecord) -> None:
+    error = record.error
+    took = (record.finished_at or 0.0) - (record.started_at or record.created_at)
+    if record.status is not Status.FAILED or error is None:
+        level = logging.DEBUG if record.status is Status.SUCCEEDED else logging.INFO
+        task_event(log, level, "task_finished", record, f"{record.status.value} in {took:.3f}s",
+                   duration=round(took, 6))
+        return
+    level = logging.WARNING if error.type in ("Interrupted", "WorkerCrashed") else logging.INFO
+    task_event(log, level, "task_finished", record,
+               f"failed after {record.attempts} attempt(s): {error.type}: {error.message}",
+               duration=round(took, 6), error_type=error.type, error_message=error.message)
+
+
+def describe_error(exc: BaseException) -> TaskError:
+    """The public form of an exception: its type name and message, traceback kept aside."""
+    if isinstance(exc, RemoteError):
+        return TaskError(exc.type_name, str(exc), exc.remote_traceback)
+    if isinstance(exc, jsonutil.NotJSON):
+        return TaskError("TypeError", f"the task's result is not a JSON value: {exc}")
+    text = "".join(traceback.format_exception(exc))
+    return TaskError(type(exc).__name__, str(exc), text)
+
+
+def retryable(task_type: TaskType, exc: BaseException) -> bool:
+    """Whether the task type's ``retry_on`` covers this error (also one from a process)."""
+    retry_on = task_type.retry_on
+    if isinstance(exc, RemoteError):
+        return any(exc.is_a(cls) for cls in retry_on)
+    return isinstance(exc, retry_on)
