@@ -4,27 +4,54 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from ..models import TERMINAL, Status, TaskRecord
+from ..models import ACTIVE, TERMINAL, Status, TaskRecord
 from .base import ListQuery, TaskStore
 
 _COMPACT_SLACK = 1024
+_EVERYONE = "\x00everyone"  # the key of the indexes over all owners (no owner id looks so)
+
+
+class _SeqIndex:
+    """Ids in ``seq`` order for cursor paging. Deleted ids are skipped when read and
+    compacted away now and then, instead of removed one by one."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.seqs: list[int] = []
+
+    def append(self, seq: int, task_id: str) -> None:
+        self.ids.append(task_id)
+        self.seqs.append(seq)
+
+    def newest_first(self, before_seq: int | None) -> Iterator[str]:
+        start = len(self.seqs) if before_seq is None else bisect_left(self.seqs, before_seq)
+        return (self.ids[i] for i in range(start - 1, -1, -1))
+
+    def compact_if_sparse(self, live: int, alive: dict[str, TaskRecord]) -> None:
+        if len(self.ids) > 2 * live + _COMPACT_SLACK:
+            kept = [(s, i) for s, i in zip(self.seqs, self.ids, strict=True) if i in alive]
+            self.seqs = [s for s, _ in kept]
+            self.ids = [i for _, i in kept]
 
 
 class MemoryStore(TaskStore):
-    """Records in this process only: fast, and gone when the process ends."""
+    """Records in this process only: fast, and gone when the process ends.
+
+    Every query is served from an index, so that listing and counting stay cheap with the
+    default 100,000 records: counts per owner, ids in order per owner, and the ids of the
+    active statuses (few, usually), which a filter on them reads instead of everything.
+    """
 
     durable = False
 
     def __init__(self) -> None:
         self._records: dict[str, TaskRecord] = {}
         self._status_of: dict[str, Status] = {}
-        self._counts: Counter[Status] = Counter()
-        # Parallel lists in seq order, for cursor paging; deleted ids are skipped and
-        # compacted away now and then instead of removed one by one.
-        self._order_ids: list[str] = []
-        self._order_seqs: list[int] = []
+        self._counts: dict[str, Counter[Status]] = {_EVERYONE: Counter()}
+        self._order: dict[str, _SeqIndex] = {_EVERYONE: _SeqIndex()}
+        self._active: dict[Status, set[str]] = {status: set() for status in ACTIVE}
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._idempotency: dict[tuple[str | None, str], str] = {}
         self._next_seq = 1
@@ -34,8 +61,8 @@ class MemoryStore(TaskStore):
             record.seq = self._next_seq
             self._next_seq += 1
             self._records[record.id] = record
-            self._order_ids.append(record.id)
-            self._order_seqs.append(record.seq)
+            for key in _keys(record):
+                self._order.setdefault(key, _SeqIndex()).append(record.seq, record.id)
             self._track(record)
             if record.idempotency_key is not None:
                 self._idempotency[(record.owner, record.idempotency_key)] = record.id
@@ -49,11 +76,19 @@ class MemoryStore(TaskStore):
         if previous is record.status:
             return
         if previous is not None:
-            self._counts[previous] -= 1
-        self._counts[record.status] += 1
+            self._count(record, previous, -1)
+        self._count(record, record.status, +1)
         self._status_of[record.id] = record.status
         if record.status in TERMINAL:
             self._finished[record.id] = record.finished_at or 0.0
+
+    def _count(self, record: TaskRecord, status: Status, delta: int) -> None:
+        for key in _keys(record):
+            self._counts.setdefault(key, Counter())[status] += delta
+        if status in ACTIVE and delta > 0:
+            self._active[status].add(record.id)
+        elif status in ACTIVE:
+            self._active[status].discard(record.id)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return self._records.get(task_id)
@@ -62,37 +97,40 @@ class MemoryStore(TaskStore):
         record = self._records.pop(task_id, None)
         if record is None:
             return False
-        self._counts[self._status_of.pop(task_id)] -= 1
+        self._count(record, self._status_of.pop(task_id), -1)
         self._finished.pop(task_id, None)
         if record.idempotency_key is not None:
             self._idempotency.pop((record.owner, record.idempotency_key), None)
-        if len(self._order_ids) > 2 * len(self._records) + _COMPACT_SLACK:
-            self._compact()
+        for key in _keys(record):
+            live = sum(self._counts[key].values())
+            self._order[key].compact_if_sparse(live, self._records)
         return True
 
-    def _compact(self) -> None:
-        kept = [(s, i) for s, i in zip(self._order_seqs, self._order_ids, strict=True)
-                if i in self._records]
-        self._order_seqs = [s for s, _ in kept]
-        self._order_ids = [i for _, i in kept]
-
     async def page(self, query: ListQuery) -> list[TaskRecord]:
-        start = len(self._order_seqs)
-        if query.before_seq is not None:
-            start = bisect_left(self._order_seqs, query.before_seq)
+        candidates: Iterator[TaskRecord | None]
+        if query.statuses is not None and query.statuses <= ACTIVE:
+            candidates = self._newest_active(query)
+        else:
+            index = self._order.get(_EVERYONE if query.owner is None else query.owner,
+                                    _SeqIndex())
+            candidates = (self._records.get(i) for i in index.newest_first(query.before_seq))
         items: list[TaskRecord] = []
-        for index in range(start - 1, -1, -1):
-            record = self._records.get(self._order_ids[index])
+        for record in candidates:
             if record is not None and _matches(record, query):
                 items.append(record)
                 if len(items) >= query.limit:
                     break
         return items
 
+    def _newest_active(self, query: ListQuery) -> Iterator[TaskRecord | None]:
+        assert query.statuses is not None
+        chosen = [self._records[i] for status in query.statuses for i in self._active[status]]
+        if query.before_seq is not None:
+            chosen = [r for r in chosen if r.seq < query.before_seq]
+        return iter(sorted(chosen, key=lambda r: r.seq, reverse=True))
+
     async def count_by_status(self, owner: str | None = None) -> dict[Status, int]:
-        if owner is None:
-            return {status: self._counts[status] for status in Status}
-        counts = Counter(r.status for r in self._records.values() if r.owner == owner)
+        counts = self._counts.get(_EVERYONE if owner is None else owner, Counter())
         return {status: counts[status] for status in Status}
 
     async def find_idempotent(self, owner: str | None, key: str) -> TaskRecord | None:
@@ -111,6 +149,10 @@ class MemoryStore(TaskStore):
 
     async def unfinished(self) -> list[TaskRecord]:
         return [r for r in self._records.values() if r.status not in TERMINAL]
+
+
+def _keys(record: TaskRecord) -> tuple[str, ...]:
+    return (_EVERYONE,) if record.owner is None else (_EVERYONE, record.owner)
 
 
 def _matches(record: TaskRecord, query: ListQuery) -> bool:

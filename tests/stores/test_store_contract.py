@@ -252,3 +252,25 @@ def test_unknown_store_urls_are_a_clear_error(url: str) -> None:
 def test_memory_store_is_not_durable() -> None:
     assert open_store("memory://").durable is False
     assert open_store("MEMORY://").durable is False
+
+
+async def test_active_status_filters_page_with_before_seq_and_owner(store: TaskStore) -> None:
+    records = await added(store, *(new(owner="x" if i % 2 else None) for i in range(12)))
+    for i, record in enumerate(records):
+        if i % 3 == 0:
+            await finish(store, record, at=float(i))
+        elif i % 3 == 1:
+            record.move(Status.RUNNING)
+            await store.save(record)
+    active = frozenset({Status.QUEUED, Status.RUNNING})
+    expected = [r.id for r in reversed(records) if r.status in active]
+    assert await ids(store, statuses=active) == expected
+    assert await ids(store, statuses=active, limit=3) == expected[:3]
+    middle = records[6].seq
+    assert await ids(store, statuses=active, before_seq=middle) == [
+        r.id for r in reversed(records[:6]) if r.status in active]
+    assert await ids(store, statuses=frozenset({Status.RUNNING}), owner="x") == [
+        r.id for r in reversed(records) if r.status is Status.RUNNING and r.owner == "x"]
+    counts = await store.count_by_status("x")
+    assert counts[Status.RUNNING] == sum(
+        1 for r in records if r.owner == "x" and r.status is Status.RUNNING)
