@@ -229,7 +229,7 @@ class TaskService:
             raise
         for job in jobs:
             task_event(log, logging.DEBUG, "task_submitted", job.record, "accepted")
-            self.metrics.submitted.labels(job.record.name).inc()
+            self.metrics.of(job.record.name).submitted.inc()
             self.scheduler.enqueue(job)
 
     # -- looking up and acting ------------------------------------------------------------

@@ -59,6 +59,10 @@ def _may_hold_surrogates(data: bytes | str) -> bool:
     return not data.isascii() or "\\ud" in data or "\\uD" in data
 
 
+_PLAIN = frozenset({bool, float, int})
+_CONTAINERS = frozenset({list, tuple, dict})
+
+
 def check(value: Any) -> None:
     """Raise :class:`NotJSON` unless ``value`` is a JSON value (args, kwargs, results).
 
@@ -66,6 +70,12 @@ def check(value: Any) -> None:
     ``{"1": 2}`` (json) and take dates, UUIDs and dataclasses: a stored value must come back
     the same from JSON. Lists and tuples are arrays; nesting stops at ``MAX_DEPTH``.
     """
+    kind = value.__class__
+    if value is None or (kind in _CONTAINERS and not value):
+        return  # the common cases, without the walk
+    if kind in _PLAIN:
+        _check_scalar(value)
+        return
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         item, depth = stack.pop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -34,10 +35,39 @@ class Metrics:
                                     "Episodes of a blocked event loop, by the task type "
                                     "that blocked it.", ["task"], registry=self.registry)
         self.registry.register(_LiveGauges(gauges))
+        self._children: dict[str, TaskMetrics] = {}
+
+    def of(self, task: str) -> TaskMetrics:
+        """The children of one task type (``labels()`` costs a look-up and a lock per call:
+        the task path asks for them once per type, not once per task)."""
+        children = self._children.get(task)
+        if children is None:
+            children = self._children[task] = TaskMetrics(self, task)
+        return children
 
     def exposition(self) -> bytes:
         """The text format, for ``GET /metrics``."""
         return generate_latest(self.registry)
+
+
+class TaskMetrics:
+    """The metric children of one task type."""
+
+    __slots__ = ("_finished", "_metrics", "_task", "duration", "retried", "submitted")
+
+    def __init__(self, metrics: Metrics, task: str) -> None:
+        self._metrics = metrics
+        self._task = task
+        self.submitted = metrics.submitted.labels(task)
+        self.retried = metrics.retried.labels(task)
+        self.duration = metrics.duration.labels(task)
+        self._finished: dict[str, Any] = {}
+
+    def finished(self, status: str) -> Any:
+        child = self._finished.get(status)
+        if child is None:
+            child = self._finished[status] = self._metrics.finished.labels(self._task, status)
+        return child
 
 
 class _LiveGauges(Collector):

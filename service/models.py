@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -52,8 +53,8 @@ class InvalidTransition(RuntimeError):
 
 
 def new_task_id() -> str:
-    """An opaque, URL-safe, unguessable id (144 random bits)."""
-    return secrets.token_urlsafe(ID_BYTES)
+    """An opaque, URL-safe, unguessable id (144 random bits from the OS's CSPRNG)."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(ID_BYTES)).decode()
 
 
 def looks_like_task_id(value: str) -> bool:

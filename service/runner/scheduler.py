@@ -202,7 +202,7 @@ class Scheduler:
             return Outcome(error=exc)
         finally:
             elapsed = time.perf_counter() - started
-            self._metrics.duration.labels(job.task_type.name).observe(elapsed)
+            self._metrics.of(job.task_type.name).duration.observe(elapsed)
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
         if job.record.status is Status.RUNNING and not job.settled:
@@ -241,7 +241,7 @@ class Scheduler:
         record.scheduled_at = time.time() + self._backoff(job)
         record.cancel_requested = False
         job.stop_reason = None
-        self._metrics.retried.labels(record.name).inc()
+        self._metrics.of(record.name).retried.inc()
         delay = record.scheduled_at - time.time()
         task_event(log, logging.INFO, "task_retry", record,
                    f"attempt {record.attempts} failed ({record.error.type}), retry in {delay:.2f}s",
@@ -276,7 +276,7 @@ class Scheduler:
         record.finished_at = time.time()
         job.settled = True
         self._jobs.pop(record.id, None)
-        self._metrics.finished.labels(record.name, status.value).inc()
+        self._metrics.of(record.name).finished(status.value).inc()
         log_outcome(record)
         await self._store_and_publish(job, "status")
         await self.evict()

@@ -83,8 +83,12 @@ class MemoryStore(TaskStore):
             self._finished[record.id] = record.finished_at or 0.0
 
     def _count(self, record: TaskRecord, status: Status, delta: int) -> None:
-        for key in _keys(record):
-            self._counts.setdefault(key, Counter())[status] += delta
+        self._counts[_EVERYONE][status] += delta
+        if record.owner is not None:
+            owned = self._counts.get(record.owner)
+            if owned is None:
+                owned = self._counts[record.owner] = Counter()
+            owned[status] += delta
         if status in ACTIVE and delta > 0:
             self._active[status].add(record.id)
         elif status in ACTIVE:
