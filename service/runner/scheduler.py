@@ -181,7 +181,8 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         context = TaskContext(job.record.id, job.record.attempts,
                               lambda progress: self._on_progress(job, progress),
-                              lambda: job.record.cancel_requested, loop.call_soon_threadsafe,
+                              lambda: job.stop_reason is not None or job.record.cancel_requested,
+                              loop.call_soon_threadsafe,
                               job.task_type.name)
         executor = self._executors[job.task_type.executor]
         if job.stop_reason is not None:  # cancelled while it was being marked running
@@ -229,12 +230,18 @@ class Scheduler:
             await self._fail_or_retry(job, outcome.error)
         else:
             job.record.result = outcome.value
+            job.record.error = None  # an earlier attempt's error is history now
             await self._finalize(job, Status.SUCCEEDED)
 
     async def _fail_or_retry(self, job: Job, exc: BaseException) -> None:
         record = job.record
         record.error = describe_error(exc)
         if record.attempts >= record.max_attempts or not retryable(job.task_type, exc):
+            await self._finalize(job, Status.FAILED)
+            return
+        if self.pending >= self._settings.max_queue:  # a retry waits in the queue too
+            self._metrics.rejected.labels("retry_queue_full").inc()
+            record.error.message += " (not retried: the queue is full)"
             await self._finalize(job, Status.FAILED)
             return
         record.move(Status.SCHEDULED)
