@@ -341,8 +341,7 @@ async def test_retry_succeeds_on_the_third_attempt(svc: TaskService) -> None:
     assert record.result == 3
     assert record.attempts == 3
     assert record.max_attempts == 4
-    assert record.error is not None
-    assert record.error.message == "attempt 2 failed"
+    assert record.error is None  # the earlier attempts' errors were seen while it waited
 
 
 async def test_retry_goes_through_scheduled_with_the_last_error(svc: TaskService) -> None:
