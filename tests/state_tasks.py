@@ -47,9 +47,10 @@ class Latch:
         self._posted.set()
 
     def waiting(self, attempt: int) -> bool:
-        """True while that attempt waits and no verdict is ready for it."""
+        """True while that attempt, and no other, waits and no verdict is ready for it (an
+        earlier attempt cut off in its thread may wait on until it sees its stop)."""
         with self._lock:
-            return attempt in self._waiting and self._verdicts.empty()
+            return self._waiting == {attempt} and self._verdicts.empty()
 
     async def take(self, attempt: int) -> Verdict:
         self._mark(attempt, True)
