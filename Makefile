@@ -23,10 +23,24 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# The figures of issue 2 (POST req/s against a bare Quart app; /healthz p99 while cpu tasks
-# run). Installs wrk from Debian's packages if it is missing; writes bench/results/*.json.
-bench: $(STAMP)
-	$(BIN)/python -m bench.run
+# Issue 3's benchmarks: Offload against bare Quart, Flask (sync), Flask + Celery + redis and
+# taskiq, scenarios B1-B8 (bench/run.py). Installs wrk and redis-server from Debian's packages
+# when missing, and the baselines into bench/.venv (the product's venv stays as it is).
+# `make bench QUICK=1`: a short smoke run. `make bench PROFILE=1`: py-spy on POST /tasks.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS := $(if $(filter-out 0,$(QUICK)),--quick) $(if $(filter-out 0,$(PROFILE)),--profile)
+
+$(BENCH_STAMP): bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	@command -v wrk >/dev/null && command -v redis-server >/dev/null || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk redis-server; }
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -12,6 +12,7 @@ Offload's API for the routes the scenarios use, so one client drives both:
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -66,11 +67,10 @@ def get_task(task_id: str) -> dict[str, Any]:
 def results() -> dict[str, Any]:
     body = request.get_json()
     found = ResultSet([AsyncResult(i, app=celery_app) for i in body["ids"]], app=celery_app)
-    try:
-        found.join_native(timeout=min(float(body.get("wait", 0)), MAX_WAIT) or None,
-                          propagate=False)
-    except CeleryTimeout:
-        pass  # report them as they are
+    wait = min(float(body.get("wait", 0)), MAX_WAIT)
+    if wait > 0:
+        with contextlib.suppress(CeleryTimeout):  # then report them as they are
+            found.join_native(timeout=wait, propagate=False)
     return {"items": [_task(r) for r in found.results]}
 
 

@@ -20,12 +20,14 @@ try:  # the product's environment has orjson; the bench's may not
     def dumps(value: Any) -> bytes:
         return orjson.dumps(value)
 
-    loads = orjson.loads
+    def loads(data: bytes) -> Any:
+        return orjson.loads(data)
 except ImportError:  # pragma: no cover - depends on the environment
     def dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
-    loads = json.loads
+    def loads(data: bytes) -> Any:
+        return json.loads(data)
 
 HOST = "127.0.0.1"
 
@@ -68,7 +70,8 @@ class Connection:
         raise AssertionError("unreachable")
 
     async def _exchange(self, data: bytes) -> tuple[int, bytes]:
-        assert self._reader is not None and self._writer is not None
+        assert self._reader is not None
+        assert self._writer is not None
         reader = self._reader
         self._writer.write(data)
         await self._writer.drain()
@@ -103,7 +106,7 @@ class Connection:
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    parts = []
+    parts: list[bytes] = []
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
         if size == 0:

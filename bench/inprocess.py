@@ -21,7 +21,7 @@ import gc
 import json
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 Result = dict[str, Any]
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=100.0)
     args = parser.parse_args()
-    runs: dict[str, Callable[[], Awaitable[Result]]] = {
+    runs: dict[str, Callable[[], Coroutine[Any, Any, Result]]] = {
         "b4-offload": lambda: b4_offload(args.n),
         "b4-offload-map": lambda: b4_offload(args.n, use_map=True),
         "b4-taskiq": lambda: b4_taskiq(args.n),

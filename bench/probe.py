@@ -5,7 +5,9 @@ with one latency (seconds) per request. Requests go out on schedule whether or n
 ones were answered (a slow answer never delays the next request: no coordinated omission).
 ``latencies`` count from the moment a request went out (a new connection's set-up included),
 ``from_due`` from the moment it was due (adding the probe's own scheduling delay, ``late``).
-Plain HTTP/1.1 over asyncio streams with keep-alive connections: little client overhead.
+Plain HTTP/1.1 over asyncio streams with keep-alive connections: little client overhead; a
+connection the server closes (``Connection: close``, as gunicorn's sync workers do) is not
+reused, so each such request pays for a new connection, as any client would.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Probe:
         try:
             if connection is None:  # a new connection's set-up counts in its latency
                 connection = await asyncio.open_connection(self.host, self.port)
-            status = await self._exchange(connection)
+            status, close = await self._exchange(connection)
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             self.errors.append(repr(exc))
             if connection is not None:
@@ -47,22 +49,28 @@ class Probe:
         self.late.append(sent - due)
         if status != 200:
             self.errors.append(f"status {status}")
-        self.idle.append(connection)
+        if close:
+            connection[1].close()
+        else:
+            self.idle.append(connection)
 
-    async def _exchange(self, connection: Connection) -> int:
+    async def _exchange(self, connection: Connection) -> tuple[int, bool]:
         reader, writer = connection
         writer.write(self.request)
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        length = 0
+        length, close = 0, False
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value)
+            elif name == "connection":
+                close = value.strip().lower() == "close"
         await reader.readexactly(length)
-        return status
+        return status, close
 
     async def run(self, rate: float, duration: float) -> None:
         count = int(rate * duration)

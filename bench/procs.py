@@ -221,12 +221,14 @@ def hypercorn(name: str, app: str, logs: Path, **env: str) -> Proc:
 
 
 def worker_pid(proc: Proc) -> int:
-    """Hypercorn serves from a child process (its one worker); its PID."""
+    """Hypercorn serves from a child process (its one worker, started by multiprocessing's
+    ``spawn``; the other child is multiprocessing's resource tracker); its PID."""
     end = time.monotonic() + 10
     while time.monotonic() < end:
-        children = proc.children()
-        if children:
-            return children[0]
+        for pid in proc.children():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
         time.sleep(0.05)
     raise RuntimeError(f"{proc.name} has no worker process")
 

@@ -1,36 +1,39 @@
-"""``make bench``: the figures issue 2 asks for, measured on this machine in one run.
+"""``make bench``: Offload against its baselines, B1-B8 of issue 3, in one run on this machine.
 
-A. ``POST /tasks`` (``add``) requests/s, 64 connections, 10 s (wrk), Offload against a bare
-   Quart endpoint on the same Hypercorn config, interleaved, ``--rounds`` times each.
-B. ``/healthz`` latency (p50, p99) on an idle Offload and while 4 ``cpu`` tasks run (4 process
-   workers, so all 4 really run), with an open-loop probe at a fixed rate
-   (``bench/probe.py``; latency from the moment each request goes out), interleaved,
-   ``--rounds`` times.
+Baselines (all in ``bench/``): the ceiling, a bare Quart app on the same Hypercorn config
+(``baseline_app.py``); the seed's bad pattern, Flask under gunicorn sleeping in the handler
+(``flask_sync_app.py``); the seed's good pattern, Flask under gunicorn + Celery 5 + a real
+redis-server, ``.delay()`` to a prefork worker (``flask_celery_app.py``, ``celery_app.py``);
+the in-process peer, taskiq's ``InMemoryBroker`` (``taskiq_tasks.py``).
 
-Every server is started here on 127.0.0.1 on a free port with ``make run``'s Hypercorn
-command and stopped by its PID. Prints medians with min-max and ratios of medians, and
-writes everything (each run's figures) to ``bench/results/bench-<time>.json``.
+Each scenario runs its baselines and Offload interleaved (the order alternates from round to
+round), ``rounds`` times, each run on freshly started servers; the table gives medians with
+(min-max) and ratios of medians, each scenario's bar and whether it is met. Everything, each
+run's raw figures included, goes to ``bench/results/bench-<time>.json``.
+
+Every server listens on 127.0.0.1 only, on a free port, and is stopped by the PID it was
+started with, on failure too (``bench/procs.py``). ``--quick`` is a short smoke run.
+``--profile`` instead records Offload's ``POST /tasks`` under wrk load with py-spy.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -38,109 +41,184 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
+from bench import procs
+from bench.procs import BENCH_BIN, CEILING_APP, OFFLOAD_APP, REPO, Proc
+
 RESULTS = REPO / "bench" / "results"
-HYPERCORN = Path(sys.executable).parent / "hypercorn"
-HOST = "127.0.0.1"
-OFFLOAD_APP = "service.app:app"
-BASELINE_APP = "bench.baseline_app:app"
-CPU_N = 10**10  # a cpu task of this size runs for minutes: it outlasts the measurement
+CPU_N = 10**10  # a cpu task of this size runs for minutes: it outlasts any measurement
+FLASK_WORKERS = 5  # gunicorn's advice for 2 cores: 2 x cores + 1 sync workers
+CELERY_CONCURRENCY = 2  # prefork children: one per core
 
 
-# -- servers ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sizes:
+    rounds: int = 3
+    b1_seconds: float = 10.0
+    b1_connections: int = 64
+    b1_warmup: float = 2.0
+    b2_tasks: int = 5000
+    b2_connections: int = 32
+    b3_offload_tasks: int = 30_000
+    b3_celery_tasks: int = 3000
+    b3_batch: int = 1000
+    b3_connections: int = 4
+    b4_tasks: int = 100_000
+    b5_tasks: int = 500
+    b5_rate: float = 100.0
+    b6_seconds: float = 6.0
+    b6_rate: float = 50.0
+    b6_clients: int = 16
+    b6_cpu_tasks: int = 4
+    b6_flask_hold: float = 2.0
+    b7_tasks: int = 100_000
+    b8_tasks: int = 1_000_000
+    b8_every: int = 100_000
+    b8_rounds: int = 1
+    b8_max_records: int = 10_000
+
+
+FULL = Sizes()
+QUICK = Sizes(rounds=1, b1_seconds=3, b1_warmup=1, b2_tasks=1000, b3_offload_tasks=5000,
+              b3_celery_tasks=1000, b4_tasks=10_000, b5_tasks=100, b6_seconds=3,
+              b6_flask_hold=1.0, b7_tasks=10_000, b8_tasks=100_000, b8_every=10_000,
+              b8_max_records=1000)
+
+
+# -- results ------------------------------------------------------------------------------
 
 @dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
+class Row:
+    label: str
+    values: list[float]
+    unit: str
+    digits: int = 0
 
     @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+    def median(self) -> float:
+        return statistics.median(self.values) if self.values else math.nan
 
-    def tail(self, chars: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-chars:]
-
-    def stop(self, deadline: float = 30.0) -> None:
-        """SIGTERM to the PID we started; SIGKILL to its session if it does not exit."""
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(deadline)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            print(f"  ! {self.name} ignored SIGTERM for {deadline}s and was killed", flush=True)
+    def text(self) -> str:
+        if not self.values:
+            return "-"
+        d = self.digits
+        return (f"{self.median:,.{d}f} ({min(self.values):,.{d}f}-{max(self.values):,.{d}f}) "
+                f"{self.unit}")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+@dataclass
+class Outcome:
+    key: str
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    ratios: list[tuple[str, float]] = field(default_factory=list)
+    bar: str = ""
+    met: bool | None = None
+    notes: list[str] = field(default_factory=list)
+    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def row(self, label: str) -> Row:
+        return next(r for r in self.rows if r.label == label)
+
+    def ratio(self, top: str, bottom: str) -> float:
+        a, b = self.row(top).median, self.row(bottom).median
+        return a / b if b else math.inf
+
+    def render(self) -> str:
+        took = f"  [{self.elapsed_s:.0f} s]" if self.elapsed_s else ""
+        lines = [f"{self.key}  {self.title}{took}"]
+        lines += [f"    {r.label:44} {r.text()}" for r in self.rows]
+        lines += [f"    {label:44} {value:,.2f}" for label, value in self.ratios]
+        verdict = {True: "MET", False: "NOT MET", None: "not measured"}[self.met]
+        lines.append(f"    bar: {self.bar}  ->  {verdict}")
+        lines += [f"    note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def order(index: int, names: list[str]) -> list[str]:
+    """Round ``index``'s order: rotated each round, so no system always goes first."""
+    shift = index % len(names)
+    return names[shift:] + names[:shift]
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def run_json(command: list[str], timeout: float, **env: str) -> dict[str, Any]:
+    """Run a bench helper in its own process; its stdout is one JSON object."""
+    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                         env=procs.clean_env(PYTHONPATH=str(REPO), **env))
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[1:4])} failed ({out.returncode}):\n"
+                           f"{out.stderr[-3000:]}")
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def product_python() -> str:
+    return str(procs.product_bin() / "python")
+
+
+def bench_python() -> str:
+    return str(BENCH_BIN / "python")
 
 
 @contextlib.contextmanager
-def serving(name: str, app: str, logs: Path, ready_path: str,
-            **overrides: str) -> Iterator[Server]:
-    """``hypercorn --config hypercorn.toml --workers 1 APP`` (``make run``), ready, then
-    stopped."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OFFLOAD_")}
-    env.update(overrides)
-    port = free_port()
-    log = logs / f"{name}-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(HYPERCORN), "--config", "hypercorn.toml", "--bind", f"{HOST}:{port}",
-             "--workers", "1", app],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    server = Server(name, process, port, log)
-    try:
-        wait_ready(server, ready_path)
-        yield server
-    finally:
-        server.stop()
+def offload_server(logs: Path, name: str, **env: str) -> Iterator[Proc]:
+    proc = procs.hypercorn(name, OFFLOAD_APP, logs, **env)
+    with procs.running(proc):
+        yield proc
 
 
-def wait_ready(server: Server, path: str, deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    with httpx.Client(base_url=server.url, timeout=2) as client:
-        while time.monotonic() < end:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get(path).status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise RuntimeError(f"{server.name} was not ready in {deadline}s:\n{server.tail()}")
+@contextlib.contextmanager
+def celery_stack(logs: Path, flask: bool = True) -> Iterator[tuple[Proc | None, str]]:
+    """redis-server, a Celery prefork worker and (if ``flask``) Flask under gunicorn."""
+    redis = procs.redis_server(logs)
+    with procs.running(redis):
+        url = f"redis://{procs.HOST}:{redis.port}/0"
+        worker = procs.celery_worker(logs, url, CELERY_CONCURRENCY)
+        with procs.running(worker):
+            if not flask:
+                yield None, url
+                return
+            web = procs.gunicorn("flask-celery", "bench.flask_celery_app:app", logs,
+                                 FLASK_WORKERS, BENCH_REDIS_URL=url)
+            with procs.running(web):
+                yield web, url
 
 
-# -- scenario A: POST req/s ---------------------------------------------------------------
+# -- B1: POST req/s against the ceiling ---------------------------------------------------
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk is missing: installing it from Debian's packages (apt-get install wrk)",
-          flush=True)
+def ensure_tools() -> None:
+    """wrk and redis-server from Debian's packages, when missing."""
+    if not (BENCH_BIN / "python").exists():
+        raise SystemExit("bench/.venv is missing: run `make bench`")
+    missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
+    if not missing:
+        return
+    packages = " ".join(missing)
+    say(f"missing {packages}: installing from Debian's packages (apt-get install {packages})")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise SystemExit("wrk is needed: install it (apt-get install wrk) and run again")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("apt-get installed wrk, but it is not on PATH")
-    return found
+        raise SystemExit(f"needed: {packages} (apt-get install -y {packages})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env,
+                   timeout=600)
+    for tool in missing:
+        if shutil.which(tool) is None:
+            raise SystemExit(f"apt-get installed {tool}, but it is not on PATH")
 
 
-def run_wrk(wrk: str, url: str, connections: int, seconds: float) -> dict[str, Any]:
-    command = [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
+def run_wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
                "-s", str(REPO / "bench" / "post.lua"), f"{url}/tasks"]
     out = subprocess.run(command, check=True, capture_output=True, text=True,
                          timeout=seconds + 60).stdout
@@ -167,7 +245,7 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def check_post(server: Server, offload: bool) -> None:
+def check_post(server: Proc, offload: bool) -> None:
     """One POST answered as it should be (and, for Offload, the task really ran)."""
     with httpx.Client(base_url=server.url, timeout=10) as client:
         response = client.post("/tasks", json={"name": "add", "args": [2, 3]})
@@ -180,200 +258,585 @@ def check_post(server: Server, offload: bool) -> None:
                 raise RuntimeError(f"{server.name}: the add task did not run: {task}")
 
 
-def scenario_a(rounds: int, seconds: float, connections: int, logs: Path,
-               wrk: str) -> dict[str, Any]:
-    print(f"\nA. POST /tasks (add) req/s, {connections} connections, {seconds:g} s, "
-          f"{rounds} rounds, interleaved", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {"baseline": [], "offload": []}
-    for index in range(rounds):
-        order = ["baseline", "offload"] if index % 2 == 0 else ["offload", "baseline"]
-        for which in order:
+def b1(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B1", f"POST /tasks (add) req/s, {s.b1_connections} connections, "
+                        f"{s.b1_seconds:g} s, wrk",
+                  params={"connections": s.b1_connections, "seconds": s.b1_seconds,
+                          "warmup_s": s.b1_warmup, "wrk_threads": 1})
+    runs: dict[str, list[dict[str, Any]]] = {"ceiling": [], "offload": []}
+    for index in range(s.rounds):
+        for which in order(index, ["ceiling", "offload"]):
             offload = which == "offload"
-            app, ready = (OFFLOAD_APP, "/readyz") if offload else (BASELINE_APP, "/healthz")
-            with serving(f"A{index}-{which}", app, logs, ready) as server:
-                check_post(server, offload)
-                run_wrk(wrk, server.url, connections, 2)  # warm-up, not counted
-                result = run_wrk(wrk, server.url, connections, seconds)
-                if offload:
-                    result["stats"] = httpx.get(f"{server.url}/stats", timeout=10).json()
+            proc = procs.hypercorn(f"B1-{which}", OFFLOAD_APP if offload else CEILING_APP,
+                                   logs)
+            with procs.running(proc):
+                check_post(proc, offload)
+                run_wrk(proc.url, s.b1_connections, s.b1_warmup)  # warm-up, not counted
+                result = run_wrk(proc.url, s.b1_connections, s.b1_seconds)
             runs[which].append(result)
             bad = result["non_2xx"] or result["socket_errors"]
-            print(f"  round {index + 1} {which:8} {result['requests_per_s']:9.1f} req/s"
-                  + (f"  (non-2xx: {result['non_2xx']}, socket errors: "
-                     f"{result['socket_errors']})" if bad else ""), flush=True)
-    return {"connections": connections, "seconds": seconds, "wrk_threads": 1, "runs": runs}
+            say(f"  B1 round {index + 1} {which:8} {result['requests_per_s']:9.1f} req/s"
+                + (f"  (non-2xx: {result['non_2xx']}, socket errors: "
+                   f"{result['socket_errors']})" if bad else ""))
+    out.runs = runs
+    out.rows = [Row("bare Quart, same Hypercorn (ceiling)",
+                    [r["requests_per_s"] for r in runs["ceiling"]], "req/s"),
+                Row("Offload POST /tasks",
+                    [r["requests_per_s"] for r in runs["offload"]], "req/s")]
+    ratio = out.ratio("Offload POST /tasks", "bare Quart, same Hypercorn (ceiling)")
+    out.ratios = [("ratio Offload / ceiling", ratio)]
+    out.bar, out.met = ">= 0.90 x the ceiling's req/s", ratio >= 0.90
+    if any(r["non_2xx"] for r in runs["offload"]):
+        out.notes.append("Offload answered some requests with non-2xx (see JSON)")
+    return out
 
 
-# -- scenario B: /healthz latency while cpu tasks run -------------------------------------
+# -- B2, B3: end to end over HTTP against Flask + Celery -------------------------------------
 
-def run_probe(server: Server, rate: float, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "bench.probe", "--port", str(server.port), "--path", "/healthz",
-         "--rate", str(rate), "--duration", str(seconds)],
-        cwd=REPO, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
-    data: dict[str, Any] = json.loads(out)
-    latencies, late = sorted(data["latencies"]), sorted(data["late"])
-    from_due = sorted(data["from_due"])
-    return {"requests": len(latencies) + len(data["errors"]), "errors": data["errors"][:10],
-            "error_count": len(data["errors"]),
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "max_ms": latencies[-1] * 1000,
-            # the same, counted from when each request was due (adds the probe's own delay)
-            "from_due_p50_ms": percentile(from_due, 50) * 1000,
-            "from_due_p99_ms": percentile(from_due, 99) * 1000,
-            "probe_late_p50_ms": percentile(late, 50) * 1000,
-            "probe_late_p99_ms": percentile(late, 99) * 1000}
+def e2e(mode: str, port: int, target: str, tasks: int, connections: int,
+        batch: int = 1000) -> dict[str, Any]:
+    return run_json([product_python(), "-m", "bench.e2e", mode, "--port", str(port),
+                     "--target", target, "--n", str(tasks), "--conns", str(connections),
+                     "--batch", str(batch)], timeout=600)
 
 
-def percentile(ordered: list[float], p: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+def b2(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B2", f"end to end over HTTP: {s.b2_tasks:,} add tasks, one POST /tasks "
+                        f"each ({s.b2_connections} connections), first submit to last result",
+                  params={"tasks": s.b2_tasks, "connections": s.b2_connections,
+                          "flask_workers": FLASK_WORKERS,
+                          "celery_concurrency": CELERY_CONCURRENCY})
+    runs: dict[str, list[dict[str, Any]]] = {"celery": [], "offload": []}
+    for index in range(s.rounds):
+        for which in order(index, ["celery", "offload"]):
+            if which == "offload":
+                with offload_server(logs, "B2-offload") as proc:
+                    result = e2e("single", proc.port or 0, "offload", s.b2_tasks,
+                                 s.b2_connections)
+            else:
+                with celery_stack(logs) as (web, _):
+                    assert web is not None
+                    result = e2e("single", web.port or 0, "celery", s.b2_tasks,
+                                 s.b2_connections)
+            runs[which].append(result)
+            say(f"  B2 round {index + 1} {which:8} {result['tasks_per_s']:9.1f} tasks/s "
+                f"({result['elapsed_s']:.1f} s; submits {result['submit_per_s']:.0f}/s)")
+    out.runs = runs
+    out.rows = [Row("Flask + gunicorn + Celery + redis",
+                    [r["tasks_per_s"] for r in runs["celery"]], "tasks/s"),
+                Row("Offload", [r["tasks_per_s"] for r in runs["offload"]], "tasks/s")]
+    ratio = out.ratio("Offload", "Flask + gunicorn + Celery + redis")
+    out.ratios = [("ratio Offload / Flask+Celery", ratio)]
+    out.bar, out.met = ">= 4 x Flask+Celery", ratio >= 4
+    return out
 
 
-def start_cpu_tasks(client: httpx.Client, count: int) -> list[str]:
-    ids = []
-    for _ in range(count):
-        response = client.post("/tasks", json={"name": "cpu", "args": [CPU_N]})
-        response.raise_for_status()
-        ids.append(response.json()["id"])
-    end = time.monotonic() + 30
-    while client.get("/stats").json()["running"] < count:  # bench set-up, not a test
-        if time.monotonic() > end:
-            raise RuntimeError(f"the {count} cpu tasks did not all start")
-        time.sleep(0.05)
-    time.sleep(1.0)  # the worker processes start and begin to burn CPU
-    return ids
+def b3(s: Sizes, logs: Path, celery_single: Row | None) -> Outcome:
+    out = Outcome("B3", f"end to end with POST /tasks/batch ({s.b3_batch:,} tasks a request, "
+                        f"{s.b3_connections} connections)",
+                  params={"offload_tasks": s.b3_offload_tasks,
+                          "celery_tasks": s.b3_celery_tasks, "batch": s.b3_batch,
+                          "connections": s.b3_connections})
+    runs: dict[str, list[dict[str, Any]]] = {"celery": [], "offload": []}
+    for index in range(s.rounds):
+        for which in order(index, ["celery", "offload"]):
+            if which == "offload":
+                with offload_server(logs, "B3-offload") as proc:
+                    result = e2e("batch", proc.port or 0, "offload", s.b3_offload_tasks,
+                                 s.b3_connections, s.b3_batch)
+            else:
+                with celery_stack(logs) as (web, _):
+                    assert web is not None
+                    result = e2e("batch", web.port or 0, "celery", s.b3_celery_tasks,
+                                 s.b3_connections, s.b3_batch)
+            runs[which].append(result)
+            say(f"  B3 round {index + 1} {which:8} {result['tasks_per_s']:9.1f} tasks/s "
+                f"({result['n']:,} tasks in {result['elapsed_s']:.1f} s)")
+    out.runs = runs
+    celery_label = "Flask+Celery, the same batch endpoint"
+    out.rows = [Row(celery_label, [r["tasks_per_s"] for r in runs["celery"]], "tasks/s"),
+                Row("Offload POST /tasks/batch",
+                    [r["tasks_per_s"] for r in runs["offload"]], "tasks/s")]
+    ratio = out.ratio("Offload POST /tasks/batch", celery_label)
+    out.ratios = [("ratio Offload / Flask+Celery batch", ratio)]
+    if celery_single is not None:
+        single = out.row("Offload POST /tasks/batch").median / celery_single.median
+        out.ratios.append(("ratio Offload / Flask+Celery one per request (B2)", single))
+    out.bar, out.met = ">= 30 x Flask+Celery tasks/s (its batch endpoint)", ratio >= 30
+    out.notes.append("Flask+Celery's /tasks/batch calls .delay() per item; its results are "
+                     "read with ResultSet.join_native")
+    return out
 
 
-def still_running(client: httpx.Client, ids: list[str]) -> bool:
-    return all(client.get(f"/tasks/{i}").json()["status"] == "running" for i in ids)
+# -- B4, B5: library level ------------------------------------------------------------------
+
+def b4(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B4", f"library API: {s.b4_tasks:,} no-op tasks submitted one by one and "
+                        "completed in-process, every result read",
+                  params={"tasks": s.b4_tasks})
+    runs: dict[str, list[dict[str, Any]]] = {"taskiq": [], "offload": [], "offload_map": []}
+    commands = {
+        "taskiq": [bench_python(), "-m", "bench.inprocess", "b4-taskiq"],
+        "offload": [product_python(), "-m", "bench.inprocess", "b4-offload"],
+        "offload_map": [product_python(), "-m", "bench.inprocess", "b4-offload-map"],
+    }
+    for index in range(s.rounds):
+        names = list(commands) if index == 0 else ["taskiq", "offload"]  # map: info, once
+        for which in order(index, names):
+            result = run_json([*commands[which], "--n", str(s.b4_tasks)], timeout=600)
+            runs[which].append(result)
+            say(f"  B4 round {index + 1} {which:12} {result['tasks_per_s']:9.0f} tasks/s")
+    out.runs = runs
+    out.rows = [Row("taskiq InMemoryBroker (kiq)",
+                    [r["tasks_per_s"] for r in runs["taskiq"]], "tasks/s"),
+                Row("Offload (submit)", [r["tasks_per_s"] for r in runs["offload"]], "tasks/s"),
+                Row("Offload map(), 1,000 a call (info, 1 run)",
+                    [r["tasks_per_s"] for r in runs["offload_map"]], "tasks/s")]
+    ratio = out.ratio("Offload (submit)", "taskiq InMemoryBroker (kiq)")
+    out.ratios = [("ratio Offload / taskiq", ratio)]
+    rate = out.row("Offload (submit)").median
+    out.bar, out.met = ">= 50,000 tasks/s and >= 2 x taskiq", rate >= 50_000 and ratio >= 2
+    return out
 
 
-def scenario_b(rounds: int, seconds: float, rate: float, cpu_tasks: int,
-               logs: Path) -> dict[str, Any]:
-    print(f"\nB. /healthz latency, open loop {rate:g} req/s for {seconds:g} s, idle vs "
-          f"{cpu_tasks} cpu tasks running, {rounds} rounds, interleaved", flush=True)
-    runs: dict[str, list[dict[str, Any]]] = {"idle": [], "cpu": []}
-    for index in range(rounds):
-        with (serving(f"B{index}", OFFLOAD_APP, logs, "/readyz",
-                      OFFLOAD_PROCESS_WORKERS=str(cpu_tasks)) as server,
-              httpx.Client(base_url=server.url, timeout=10) as client):
-            run_probe(server, rate, 1)  # warm-up, not counted
+def _latency_summary(result: dict[str, Any]) -> dict[str, Any]:
+    latencies = result.pop("latencies")
+    return {**result, "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000, "max_ms": max(latencies) * 1000,
+            "latencies_ms": [round(x * 1000, 4) for x in latencies]}
 
-            def idle() -> dict[str, Any]:
-                return run_probe(server, rate, seconds)
 
-            def loaded() -> dict[str, Any]:
-                ids = start_cpu_tasks(client, cpu_tasks)
-                result = run_probe(server, rate, seconds)
-                if not still_running(client, ids):
-                    raise RuntimeError("a cpu task ended during the measurement: raise CPU_N")
+def b5(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B5", f"submit->start latency, idle, {s.b5_tasks} tasks at "
+                        f"{s.b5_rate:g}/s (stamped inside the task)",
+                  params={"tasks": s.b5_tasks, "rate": s.b5_rate})
+    runs: dict[str, list[dict[str, Any]]] = {"celery": [], "offload": []}
+    args = ["--n", str(s.b5_tasks), "--rate", str(s.b5_rate)]
+    for index in range(s.rounds):
+        for which in order(index, ["celery", "offload"]):
+            if which == "offload":
+                result = run_json([product_python(), "-m", "bench.inprocess", "b5-offload",
+                                   *args], timeout=300)
+            else:
+                with celery_stack(logs, flask=False) as (_, url):
+                    result = run_json([bench_python(), "-m", "bench.inprocess", "b5-celery",
+                                       *args], timeout=300, BENCH_REDIS_URL=url)
+            result = _latency_summary(result)
+            runs[which].append(result)
+            say(f"  B5 round {index + 1} {which:8} p50 {result['p50_ms']:7.3f} ms  "
+                f"p99 {result['p99_ms']:7.3f} ms  max {result['max_ms']:7.3f} ms")
+    out.runs = runs
+    out.rows = [Row("Celery .delay() -> prefork worker, p50", [r["p50_ms"] for r in
+                                                              runs["celery"]], "ms", 3),
+                Row("Celery .delay() -> prefork worker, p99", [r["p99_ms"] for r in
+                                                              runs["celery"]], "ms", 3),
+                Row("Offload in-process submit(), p50", [r["p50_ms"] for r in
+                                                         runs["offload"]], "ms", 3),
+                Row("Offload in-process submit(), p99", [r["p99_ms"] for r in
+                                                         runs["offload"]], "ms", 3)]
+    p99 = out.row("Offload in-process submit(), p99").median
+    out.ratios = [("ratio p99 Celery / Offload",
+                   out.ratio("Celery .delay() -> prefork worker, p99",
+                             "Offload in-process submit(), p99"))]
+    out.bar, out.met = "Offload p99 <= 0.5 ms", p99 <= 0.5
+    return out
+
+
+# -- B6: /healthz while slow work runs --------------------------------------------------------
+
+def run_probe(port: int, rate: float, seconds: float) -> dict[str, Any]:
+    data = run_json([product_python(), "-m", "bench.probe", "--port", str(port),
+                     "--path", "/healthz", "--rate", str(rate), "--duration", str(seconds)],
+                    timeout=seconds + 90)
+    latencies = data["latencies"]
+    if not latencies:
+        raise RuntimeError(f"the probe got no answer: {data['errors'][:5]}")
+    return {"requests": len(latencies) + len(data["errors"]),
+            "error_count": len(data["errors"]), "errors": data["errors"][:10],
+            "p50_ms": percentile(latencies, 50) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000, "max_ms": max(latencies) * 1000,
+            "probe_late_p99_ms": percentile(data["late"], 99) * 1000}
+
+
+def start_holders(port: int, mode: str, clients: int, duration: float,
+                  hold: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [product_python(), "-m", "bench.holders", "--port", str(port), "--mode", mode,
+         "--clients", str(clients), "--duration", str(duration), "--hold", str(hold)],
+        cwd=REPO, env=procs.clean_env(PYTHONPATH=str(REPO)), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+
+
+def end_holders(holders: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    try:
+        stdout, stderr = holders.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        holders.kill()
+        holders.communicate()
+        raise RuntimeError("the holding clients did not finish in time") from None
+    if holders.returncode != 0:
+        raise RuntimeError(f"the holding clients failed:\n{stderr[-2000:]}")
+    data: dict[str, Any] = json.loads(stdout)
+    return data
+
+
+def _b6_offload_round(s: Sizes, logs: Path, index: int) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    with (offload_server(logs, "B6-offload", OFFLOAD_PROCESS_WORKERS=str(s.b6_cpu_tasks),
+                         OFFLOAD_SHUTDOWN_GRACE="0") as proc,
+          httpx.Client(base_url=proc.url, timeout=30) as client):
+        port = proc.port or 0
+        run_probe(port, s.b6_rate, 1)  # warm-up, not counted
+        for phase in order(index, ["idle", "loaded"]):
+            if phase == "idle":
+                results["idle"] = run_probe(port, s.b6_rate, s.b6_seconds)
+                continue
+            hold = s.b6_seconds + 3
+            holders = start_holders(port, "offload", s.b6_clients, 0.1, hold)
+            try:
+                ids = []
+                for _ in range(s.b6_cpu_tasks):
+                    response = client.post("/tasks", json={"name": "cpu", "args": [CPU_N]})
+                    response.raise_for_status()
+                    ids.append(response.json()["id"])
+                want = s.b6_cpu_tasks + s.b6_clients
+
+                def all_running(want: int = want) -> bool:
+                    return bool(client.get("/stats").json()["running"] >= want)
+                procs.wait_until(all_running, f"{want} running tasks", 30, proc)
+                time.sleep(0.5)  # the cpu workers are burning by now
+                result = run_probe(port, s.b6_rate, s.b6_seconds)
+                states = [client.get(f"/tasks/{i}").json()["status"] for i in ids]
+                if states != ["running"] * len(ids):
+                    raise RuntimeError(f"a cpu task ended during the measurement: {states}")
+                result["running_during"] = want
                 for task_id in ids:
                     client.post(f"/tasks/{task_id}/cancel").raise_for_status()
-                    client.get(f"/tasks/{task_id}", params={"wait": 10})
-                return result
-
-            phases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-                ("idle", idle), ("cpu", loaded)]
-            for which, measure in phases if index % 2 == 0 else reversed(phases):
-                result = measure()
-                runs[which].append(result)
-                print(f"  round {index + 1} {which:5} p50 {result['p50_ms']:7.2f} ms  "
-                      f"p99 {result['p99_ms']:7.2f} ms  max {result['max_ms']:7.2f} ms  "
-                      f"({result['requests']} requests, {result['error_count']} errors)",
-                      flush=True)
-    return {"rate": rate, "seconds": seconds, "cpu_tasks": cpu_tasks, "cpu_n": CPU_N,
-            "process_workers": cpu_tasks, "runs": runs}
+            finally:
+                held = end_holders(holders, hold + 30)
+            result["holders"] = held
+            results["loaded"] = result
+    return results
 
 
-# -- report -------------------------------------------------------------------------------
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
-def fmt(s: dict[str, float], digits: int) -> str:
-    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
-
-
-def summarize(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    base = spread([r["requests_per_s"] for r in a["runs"]["baseline"]])
-    off = spread([r["requests_per_s"] for r in a["runs"]["offload"]])
-    idle50 = spread([r["p50_ms"] for r in b["runs"]["idle"]])
-    idle99 = spread([r["p99_ms"] for r in b["runs"]["idle"]])
-    cpu50 = spread([r["p50_ms"] for r in b["runs"]["cpu"]])
-    cpu99 = spread([r["p99_ms"] for r in b["runs"]["cpu"]])
-    return {
-        "A": {"baseline_rps": base, "offload_rps": off,
-              "ratio_offload_to_baseline": off["median"] / base["median"]},
-        "B": {"idle_p50_ms": idle50, "idle_p99_ms": idle99, "cpu_p50_ms": cpu50,
-              "cpu_p99_ms": cpu99, "ratio_p99_cpu_to_idle": cpu99["median"] / idle99["median"]},
-    }
+def _b6_flask_round(s: Sizes, logs: Path, index: int) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+    proc = procs.gunicorn("B6-flask-sync", "bench.flask_sync_app:app", logs, FLASK_WORKERS)
+    with procs.running(proc):
+        port = proc.port or 0
+        run_probe(port, s.b6_rate, 1)  # warm-up, not counted
+        for phase in order(index, ["idle", "loaded"]):
+            if phase == "idle":
+                results["idle"] = run_probe(port, s.b6_rate, s.b6_seconds)
+                continue
+            holders = start_holders(port, "flask", s.b6_clients, s.b6_seconds + 0.5,
+                                    s.b6_flask_hold)
+            try:
+                time.sleep(0.5)  # every worker is asleep in a handler by now
+                result = run_probe(port, s.b6_rate, s.b6_seconds)
+            finally:
+                held = end_holders(holders, s.b6_seconds + 60)
+            result["holders"] = held
+            results["loaded"] = result
+    return results
 
 
-def table(summary: dict[str, Any], a: dict[str, Any], b: dict[str, Any], rounds: int) -> str:
-    sa, sb = summary["A"], summary["B"]
-    loaded_label = f"{b['cpu_tasks']} cpu tasks running"
-    rows = [
-        f"Offload benchmark: medians of {rounds} interleaved runs, (min-max)",
-        "",
-        f"A. POST /tasks (add), {a['connections']} connections, {a['seconds']:g} s, wrk",
-        f"   {'server':34} {'requests/s':>28}",
-        f"   {'bare Quart (bench/baseline_app)':34} {fmt(sa['baseline_rps'], 0):>28}",
-        f"   {'Offload (service.app)':34} {fmt(sa['offload_rps'], 0):>28}",
-        f"   {'ratio of medians Offload/bare':34} {sa['ratio_offload_to_baseline']:>28.2f}",
-        "",
-        f"B. GET /healthz on Offload, open loop {b['rate']:g} req/s, {b['seconds']:g} s a run",
-        f"   {'state':34} {'p50 ms':>20} {'p99 ms':>22}",
-        f"   {'idle':34} {fmt(sb['idle_p50_ms'], 2):>20} {fmt(sb['idle_p99_ms'], 2):>22}",
-        f"   {loaded_label:34} {fmt(sb['cpu_p50_ms'], 2):>20} "
-        f"{fmt(sb['cpu_p99_ms'], 2):>22}",
-        f"   {'ratio of p99 medians cpu/idle':34} {'':>20} "
-        f"{sb['ratio_p99_cpu_to_idle']:>22.2f}",
-    ]
-    return "\n".join(rows)
+def b6(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B6", f"GET /healthz p99 (open loop {s.b6_rate:g}/s, {s.b6_seconds:g} s) "
+                        f"idle vs while {s.b6_clients} clients hold slow tasks "
+                        f"and {s.b6_cpu_tasks} cpu tasks run",
+                  params={"rate": s.b6_rate, "seconds": s.b6_seconds,
+                          "clients": s.b6_clients, "cpu_tasks": s.b6_cpu_tasks,
+                          "cpu_n": CPU_N, "flask_workers": FLASK_WORKERS,
+                          "flask_hold_s": s.b6_flask_hold})
+    runs: dict[str, list[dict[str, Any]]] = {"offload_idle": [], "offload_loaded": [],
+                                             "flask_idle": [], "flask_loaded": []}
+    for index in range(s.rounds):
+        for which in order(index, ["flask", "offload"]):
+            round_of = _b6_offload_round if which == "offload" else _b6_flask_round
+            results = round_of(s, logs, index)
+            for phase, result in results.items():
+                runs[f"{which}_{phase}"].append(result)
+                say(f"  B6 round {index + 1} {which:7} {phase:6} p50 {result['p50_ms']:8.2f} "
+                    f"ms  p99 {result['p99_ms']:8.2f} ms  max {result['max_ms']:8.2f} ms  "
+                    f"({result['requests']} requests, {result['error_count']} errors)")
+    out.runs = runs
+    out.rows = [Row("Offload idle, p99", [r["p99_ms"] for r in runs["offload_idle"]], "ms", 2),
+                Row("Offload loaded, p99", [r["p99_ms"] for r in runs["offload_loaded"]],
+                    "ms", 2),
+                Row("Flask sync (bad pattern) idle, p99",
+                    [r["p99_ms"] for r in runs["flask_idle"]], "ms", 2),
+                Row(f"Flask sync, {s.b6_clients} handlers sleeping, p99",
+                    [r["p99_ms"] for r in runs["flask_loaded"]], "ms", 2)]
+    ratio = out.ratio("Offload loaded, p99", "Offload idle, p99")
+    out.ratios = [("ratio Offload loaded / idle", ratio),
+                  ("ratio Flask sync loaded / idle",
+                   out.ratio(f"Flask sync, {s.b6_clients} handlers sleeping, p99",
+                             "Flask sync (bad pattern) idle, p99"))]
+    out.bar, out.met = "Offload loaded p99 <= 2 x its idle p99", ratio <= 2
+    errors = sum(r["error_count"] for rs in runs.values() for r in rs)
+    if errors:
+        out.notes.append(f"{errors} probe requests failed (see JSON)")
+    return out
 
 
-def machine(wrk: str) -> dict[str, Any]:
-    wrk_version = subprocess.run([wrk, "-v"], capture_output=True, text=True).stdout
+# -- B7, B8: memory ---------------------------------------------------------------------------
+
+def _submit_batches(client: httpx.Client, body: dict[str, Any], count: int,
+                    size: int = 1000) -> None:
+    for first in range(0, count, size):
+        tasks = [body] * min(size, count - first)
+        response = client.post("/tasks/batch", json={"tasks": tasks})
+        if response.status_code != 202:
+            raise RuntimeError(f"POST /tasks/batch answered {response.status_code}: "
+                               f"{response.text[:300]}")
+
+
+def _wait_idle(client: httpx.Client, proc: Proc) -> None:
+    def idle() -> bool:
+        stats = client.get("/stats").json()
+        return bool(stats["queue_depth"] == 0 and stats["running"] == 0)
+    procs.wait_until(idle, "an idle service", 60, proc, step=0.1)
+
+
+def b7_run(s: Sizes, logs: Path, variant: str) -> dict[str, Any]:
+    n = s.b7_tasks
+    env = {"OFFLOAD_MAX_QUEUE": str(n + 1000), "OFFLOAD_SHUTDOWN_GRACE": "0"}
+    if variant == "running":
+        env["OFFLOAD_MAX_CONCURRENCY"] = str(n + 1000)
+    with (offload_server(logs, f"B7-{variant}", **env) as proc,
+          httpx.Client(base_url=proc.url, timeout=60) as client):
+        pid = procs.worker_pid(proc)
+        _submit_batches(client, {"name": "add", "args": [1, 2]}, 2000)  # warm-up
+        _wait_idle(client, proc)
+        time.sleep(0.5)
+        before = procs.rss_kib(pid)
+        started = time.perf_counter()
+        _submit_batches(client, {"name": "sleep", "args": [3600]}, n)
+
+        def all_there() -> bool:
+            stats = client.get("/stats").json()
+            return bool(stats["queue_depth"] + stats["running"] >= n)
+        procs.wait_until(all_there, f"{n} pending tasks", 120, proc, step=0.1)
+        submit_s = time.perf_counter() - started
+        time.sleep(1.0)
+        after = procs.rss_kib(pid)
+        stats = client.get("/stats").json()
+        stopping = time.perf_counter()
+    stop_s = time.perf_counter() - stopping
+    return {"variant": variant, "tasks": n, "rss_before_kib": before, "rss_after_kib": after,
+            "bytes_per_task": (after - before) * 1024 / n, "submit_s": submit_s,
+            "stop_s": stop_s, "queued": stats["queued"], "running": stats["running"]}
+
+
+def b7(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B7", f"memory: RSS per pending sleep task, {s.b7_tasks:,} of them "
+                        "(server worker's VmRSS after minus before, divided)",
+                  params={"tasks": s.b7_tasks})
+    runs: dict[str, list[dict[str, Any]]] = {"queued": [], "running": []}
+    for index in range(s.rounds):
+        variants = ["queued", "running"] if index == 0 else ["queued"]  # running: info, once
+        for variant in order(index, variants):
+            result = b7_run(s, logs, variant)
+            runs[variant].append(result)
+            say(f"  B7 round {index + 1} {variant:8} {result['bytes_per_task']:8.0f} B/task "
+                f"(RSS {result['rss_before_kib'] / 1024:.0f} -> "
+                f"{result['rss_after_kib'] / 1024:.0f} MiB; {result['queued']} queued, "
+                f"{result['running']} running; stop {result['stop_s']:.1f} s)")
+    out.runs = runs
+    out.rows = [Row("queued (default concurrency 100)",
+                    [r["bytes_per_task"] for r in runs["queued"]], "B/task"),
+                Row("all running asleep (info, 1 run)",
+                    [r["bytes_per_task"] for r in runs["running"]], "B/task")]
+    queued, running = (r.median for r in out.rows)
+    out.bar = "<= 2 KB (2,048 B) RSS per pending (queued) task, records included"
+    out.met = queued <= 2048
+    out.notes.append(f"pending is queued or scheduled (SPEC); tasks running asleep cost "
+                     f"{running:,.0f} B each, "
+                     f"{'also within' if running <= 2048 else 'over'} 2 KB")
+    return out
+
+
+def b8_run(s: Sizes, logs: Path) -> dict[str, Any]:
+    with offload_server(logs, "B8", OFFLOAD_MAX_RECORDS=str(s.b8_max_records),
+                        OFFLOAD_SHUTDOWN_GRACE="0") as proc:
+        pid = procs.worker_pid(proc)
+        start_rss = procs.rss_kib(pid)
+        result = run_json([product_python(), "-m", "bench.e2e", "flood", "--port",
+                           str(proc.port), "--pid", str(pid), "--n", str(s.b8_tasks),
+                           "--every", str(s.b8_every), "--conns", "4", "--batch", "1000"],
+                          timeout=900)
+        with httpx.Client(base_url=proc.url, timeout=30) as client:
+            result["stats_at_end"] = client.get("/stats").json()
+    samples = result["samples"]
+    first, last = samples[0]["rss_kib"], samples[-1]["rss_kib"]
+    result.update({"rss_start_kib": start_rss, "rss_first_kib": first, "rss_end_kib": last,
+                   "growth": last / first - 1})
+    return result
+
+
+def b8(s: Sizes, logs: Path) -> Outcome:
+    out = Outcome("B8", f"memory: {s.b8_tasks:,} add tasks through the service (batches), "
+                        f"OFFLOAD_MAX_RECORDS={s.b8_max_records:,}",
+                  params={"tasks": s.b8_tasks, "every": s.b8_every,
+                          "max_records": s.b8_max_records, "rounds": s.b8_rounds})
+    runs: list[dict[str, Any]] = []
+    for index in range(s.b8_rounds):
+        result = b8_run(s, logs)
+        runs.append(result)
+        say(f"  B8 round {index + 1} RSS after {s.b8_every:,}: "
+            f"{result['rss_first_kib'] / 1024:.1f} MiB, after {s.b8_tasks:,}: "
+            f"{result['rss_end_kib'] / 1024:.1f} MiB ({result['growth']:+.1%}); "
+            f"{result['tasks_per_s']:.0f} tasks/s")
+    out.runs = {"offload": runs}
+    out.rows = [Row(f"RSS after the first {s.b8_every:,}",
+                    [r["rss_first_kib"] / 1024 for r in runs], "MiB", 1),
+                Row(f"RSS after all {s.b8_tasks:,}",
+                    [r["rss_end_kib"] / 1024 for r in runs], "MiB", 1),
+                Row("growth", [r["growth"] * 100 for r in runs], "%", 1),
+                Row("throughput (info)", [r["tasks_per_s"] for r in runs], "tasks/s")]
+    growth = statistics.median(abs(r["growth"]) for r in runs)
+    out.bar = f"RSS at the end within 10 % of RSS after the first {s.b8_every:,}"
+    out.met = growth <= 0.10
+    if s.b8_rounds < 3:
+        out.notes.append(f"{s.b8_rounds} run(s) only, to fit the time budget (no baseline to "
+                         "interleave with); RSS after each chunk is in the JSON")
+    return out
+
+
+# -- the whole run -----------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    def version(command: list[str]) -> str:
+        try:
+            text = subprocess.run(command, capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+        return text.strip().splitlines()[0] if text.strip() else "?"
+
+    bench_versions = subprocess.run(
+        [bench_python(), "-c", "import importlib.metadata as m, json; print(json.dumps({p: "
+         "m.version(p) for p in ('flask', 'gunicorn', 'celery', 'redis', 'taskiq', "
+         "'py-spy')}))"], capture_output=True, text=True, timeout=60)
+    model = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpus": os.cpu_count(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "cpu_model": model, "platform": platform.platform(),
         "python": platform.python_version(),
         "hypercorn": metadata.version("hypercorn"), "quart": metadata.version("quart"),
-        "wrk": wrk_version.splitlines()[0] if wrk_version else "?",
+        "wrk": version(["wrk", "-v"]), "redis_server": version(["redis-server", "--version"]),
+        "baselines": json.loads(bench_versions.stdout or "{}"),
         "load_average_at_start": os.getloadavg(),
     }
+
+
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+
+
+def summary_table(outcomes: list[Outcome], sizes: Sizes, info: dict[str, Any],
+                  elapsed: float) -> str:
+    head = (f"Offload benchmark, {info['date']}, {info['cpus']} CPUs ({info['cpu_model']}), "
+            f"Python {info['python']}; medians of {sizes.rounds} interleaved runs (min-max)")
+    parts = [head, "=" * min(len(head), 100)]
+    parts += [o.render() + "\n" for o in outcomes]
+    parts.append("Bars: " + ", ".join(
+        f"{o.key} {'met' if o.met else 'NOT met' if o.met is False else '-'}"
+        for o in outcomes))
+    parts.append(f"wall time {elapsed / 60:.1f} min")
+    return "\n".join(parts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of a wrk run")
-    parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--probe-seconds", type=float, default=8.0)
-    parser.add_argument("--probe-rate", type=float, default=50.0)
-    parser.add_argument("--cpu-tasks", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--only", default=",".join(SCENARIOS),
+                        help="comma-separated scenarios to run (default: all)")
+    parser.add_argument("--rounds", type=int, default=0, help="override the rounds")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy profile of POST /tasks under load, nothing else")
     args = parser.parse_args()
-
-    wrk = ensure_wrk()
+    procs.install_cleanup()
+    ensure_tools()
+    if args.profile:
+        from bench.profile import profile_post
+        profile_post()
+        return
+    sizes = QUICK if args.quick else FULL
+    if args.rounds:
+        sizes = dataclasses.replace(sizes, rounds=args.rounds)
+    wanted = [k.strip().upper() for k in args.only.split(",") if k.strip()]
+    unknown = set(wanted) - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
     started = time.monotonic()
-    info = machine(wrk)
-    print(f"{info['date']}  {info['cpus']} CPUs  Python {info['python']}  "
-          f"Hypercorn {info['hypercorn']}  {info['wrk']}", flush=True)
+    info = machine()
+    say(f"{info['date']}  {info['cpus']} CPUs  Python {info['python']}  Hypercorn "
+        f"{info['hypercorn']}  {info['wrk']}  {info['redis_server']}  baselines "
+        f"{info['baselines']}  ({'quick' if args.quick else 'full'} run)")
+    outcomes: list[Outcome] = []
+    failures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="offload-bench-") as tmp:
         logs = Path(tmp)
-        a = scenario_a(args.rounds, args.seconds, args.connections, logs, wrk)
-        b = scenario_b(args.rounds, args.probe_seconds, args.probe_rate, args.cpu_tasks, logs)
-    summary = summarize(a, b)
-    print("\n" + table(summary, a, b, args.rounds))
+        runners: dict[str, Callable[[], Outcome]] = {
+            "B1": lambda: b1(sizes, logs), "B2": lambda: b2(sizes, logs),
+            "B3": lambda: b3(sizes, logs, _celery_single(outcomes)),
+            "B4": lambda: b4(sizes, logs), "B5": lambda: b5(sizes, logs),
+            "B6": lambda: b6(sizes, logs), "B7": lambda: b7(sizes, logs),
+            "B8": lambda: b8(sizes, logs),
+        }
+        for key in wanted:
+            say(f"\n{key} ...")
+            began = time.monotonic()
+            try:
+                outcome = runners[key]()
+            except Exception as exc:  # report it, go on with the others
+                failures[key] = f"{type(exc).__name__}: {exc}"
+                say(f"  {key} FAILED: {failures[key][:3000]}")
+                _keep_logs(logs, key)
+                continue
+            outcome.elapsed_s = time.monotonic() - began
+            outcomes.append(outcome)
+            say(outcome.render())
+    elapsed = time.monotonic() - started
+    say("\n" + summary_table(outcomes, sizes, info, elapsed))
+    if failures:
+        say("FAILED: " + ", ".join(f"{k} ({v[:200]})" for k, v in failures.items()))
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"bench-{stamp}.json"
-    path.write_text(json.dumps({"machine": info, "summary": summary, "A": a, "B": b,
-                                "elapsed_s": round(time.monotonic() - started, 1)}, indent=2))
-    print(f"\nwritten: {path.relative_to(REPO)}  ({time.monotonic() - started:.0f} s)")
+    path = RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps({
+        "machine": info, "sizes": dataclasses.asdict(sizes), "quick": args.quick,
+        "elapsed_s": round(elapsed, 1), "failures": failures,
+        "bars": {o.key: {"bar": o.bar, "met": o.met} for o in outcomes},
+        "scenarios": {o.key: {**dataclasses.asdict(o),
+                              "rows": [{**dataclasses.asdict(r), "median": r.median}
+                                       for r in o.rows]} for o in outcomes},
+        "table": summary_table(outcomes, sizes, info, elapsed),
+    }, indent=1, default=str))
+    say(f"\nwritten: {path.relative_to(REPO)}  ({elapsed:.0f} s)")
+    if failures:
+        sys.exit(1)
+
+
+def _celery_single(outcomes: list[Outcome]) -> Row | None:
+    for outcome in outcomes:
+        if outcome.key == "B2":
+            return outcome.row("Flask + gunicorn + Celery + redis")
+    return None
+
+
+def _keep_logs(logs: Path, key: str) -> None:
+    """Copy the servers' logs of a failed scenario next to the results."""
+    target = RESULTS / f"logs-{key}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    with contextlib.suppress(OSError):
+        shutil.copytree(logs, target)
+        say(f"  server logs kept in {target.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
