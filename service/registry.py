@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import typing
@@ -47,6 +48,7 @@ class TaskType:
     description: str = ""
     _params: list[inspect.Parameter] = field(default_factory=list, repr=False)
     _adapter: pydantic.TypeAdapter[Any] | None = field(default=None, repr=False)
+    _schema: dict[str, JSON] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_options(self)
@@ -76,7 +78,12 @@ class TaskType:
         return BoundCall(call_args, call_kwargs, list(args), dict(kwargs))
 
     def parameters_schema(self) -> dict[str, JSON]:
-        """JSON Schema of the keyword form of the arguments."""
+        """JSON Schema of the keyword form of the arguments (made once, then a copy)."""
+        if self._schema is None:
+            self._schema = self._make_schema()
+        return copy.deepcopy(self._schema)
+
+    def _make_schema(self) -> dict[str, JSON]:
         assert self._adapter is not None
         schema: dict[str, JSON] = self._adapter.json_schema()
         schema["title"] = self.name
