@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 WORKERS ?= 1
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP) $(BENCH_STAMP)
 	@command -v wrk >/dev/null && command -v redis-server >/dev/null || \
 		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk redis-server; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Issue 4's soak: a mixed workload against the real server for MINUTES (default 10),
+# printing RSS, open descriptors, threads and task counts every 30 s.
+MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(MINUTES)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache .pytest_cache
