@@ -1,15 +1,39 @@
-"""Schemathesis against the service's own ``/openapi.json``: generated valid and invalid
-requests to every operation, in process, with the app started (lifespan)."""
+"""Schemathesis against the service's own ``/openapi.json``.
+
+Every operation of the document gets generated requests, valid ones and invalid ones
+(every generation mode), and every answer goes through all of schemathesis' checks: no 5xx,
+status code, content type, headers and body as documented, invalid input rejected with a
+4xx, valid input accepted, the ``Allow`` header of 405s and OPTIONS.
+
+In process: the standalone app (the demo tasks, as ``make run`` serves them) over ASGI, its
+lifespan started by schemathesis on the first request and ended after each operation's test;
+a fresh app per operation, since a stopped task service does not start again. Bounded and
+seeded: ``MAX_EXAMPLES`` per operation, derandomized, the same cases on every run.
+
+What keeps holding endpoints short: ``OFFLOAD_MAX_WAIT=1`` (the document says so: ``wait``'s
+maximum comes from the setting), ``OFFLOAD_SSE_KEEPALIVE=0.5``, and STREAM_TIMEOUT, after
+which an event stream of a task still running is cut (schemathesis checks the events it
+got). ``GET /process`` starts the 10 s ``long_task``; each app's shutdown (grace 0.1 s)
+interrupts it.
+
+Two things the schema cannot say are supplied from the service: a valid ``cursor`` is one it
+issued, and an ``Idempotency-Key`` is a first use (see the two helpers below).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
+import hypothesis
 import pytest
 import schemathesis
+from quart import Quart
 from schemathesis import GenerationMode
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.python import asgi
 
 from service.app import create_app
@@ -17,16 +41,22 @@ from service.settings import DEMO_MODULE
 
 from .conftest import settings
 
-# Bounded and seeded: the same cases every run, a few seconds per operation.
-MAX_EXAMPLES = 30
-SEED = 20261125
+MAX_EXAMPLES = 25
+WORKFLOWS = 20  # stateful scenarios, each up to WORKFLOW_STEPS calls along the links
+WORKFLOW_STEPS = 6
+REQUEST_TIMEOUT = 2  # seconds: any answer but an event stream's comes sooner
+STREAM_TIMEOUT = 0.5  # seconds an event stream is read before it is cut (the events so far
+                      # are checked); a stream of a task still running would go on for long
 
-APP = create_app(settings(task_modules=(DEMO_MODULE,), max_wait=2.0, sse_keepalive=0.5))
+
+def make_app() -> Quart:
+    return create_app(settings(task_modules=(DEMO_MODULE,), max_wait=1.0, sse_keepalive=0.5,
+                               shutdown_grace=0.1))
 
 
 def _openapi_document() -> dict[str, Any]:
     async def fetch() -> dict[str, Any]:
-        response = await APP.test_client().get("/openapi.json")
+        response = await make_app().test_client().get("/openapi.json")
         assert response.status_code == 200
         document: dict[str, Any] = await response.get_json()
         return document
@@ -34,17 +64,137 @@ def _openapi_document() -> dict[str, Any]:
 
 
 schema = schemathesis.openapi.from_dict(_openapi_document())
-schema.app = APP
 schema.config.generation.update(modes=list(GenerationMode), max_examples=MAX_EXAMPLES,
                                 deterministic=True)
+schema.config.update(request_timeout=REQUEST_TIMEOUT)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _stop_the_app() -> Iterator[None]:
+def _tracebacks_without_carets() -> Iterator[None]:
+    """Work around a CPython 3.11 race: the ``ast`` module keeps its recursion count per
+    interpreter, not per call, so two threads converting syntax trees at once can make one
+    fail with "SystemError: AST constructor recursion depth mismatch". Here the app runs in
+    schemathesis' portal thread, where the service formats the traceback of every failed
+    task (Python 3.11 parses each source line with ``ast`` to place its ^^^ markers), while
+    this thread builds apps (werkzeug compiles routes with ``ast``) and Hypothesis reads
+    sources with ``ast``. Without the markers, tracebacks need no ``ast``; nothing here
+    looks at them (they are not shown over HTTP)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(traceback, "_extract_caret_anchors_from_line_segment",
+                      lambda segment: None, raising=False)
+        yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _end_what_cut_streams_left() -> Iterator[None]:
+    """An event stream cut at STREAM_TIMEOUT leaves Quart's reader of that request waiting
+    in schemathesis' event loop; end those at the end, rather than have the interpreter
+    destroy them at exit ("Task was destroyed but it is pending!")."""
     yield
+    portal = getattr(asgi, "_PORTAL", None)
+    if portal is None:
+        return
+
+    async def cancel_the_rest() -> None:
+        left = [task for task in asyncio.all_tasks()
+                if getattr(task.get_coro(), "__qualname__", "").startswith("ASGIHTTPConnection.")]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=1)
+
+    portal.call(cancel_the_rest)
+
+
+@dataclass
+class Service:
+    """The app under test, and a list cursor it issued (made on first use)."""
+
+    app: Quart = field(default_factory=make_app)
+    _cursor: str | None = None
+    keys_used: int = 0
+
+    def issued_cursor(self) -> str:
+        if self._cursor is None:
+            with asgi.get_client(self.app) as http:
+                for i in range(2):
+                    response = http.post("/tasks", json={"name": "add", "args": [i, i]})
+                    assert response.status_code == 202, response.text
+                page = http.get("/tasks", params={"limit": 1}).json()
+            self._cursor = page["next_cursor"]
+            assert self._cursor
+        return self._cursor
+
+
+@pytest.fixture
+def service() -> Iterator[Service]:
+    fresh = Service()
+    yield fresh
     asgi.shutdown_lifespans()
 
 
+def _use_an_issued_cursor(case: schemathesis.Case, service: Service) -> None:
+    """A cursor is opaque: the only valid ones are those the service issued (the document
+    says so; a schema cannot). A generated ``cursor`` in an otherwise valid query is replaced
+    by an issued one, so that "valid input is accepted" means something for it; invalid
+    queries keep theirs, and forged cursors have their own tests (tests/web/test_list.py)."""
+    negative = case.meta is not None and case.meta.is_negative_at(ParameterLocation.QUERY)
+    if case.method == "GET" and case.path == "/tasks" and "cursor" in (case.query or {}) \
+            and not negative:
+        assert case.query is not None
+        case.query["cursor"] = service.issued_cursor()
+
+
+def _fresh_idempotency_key(case: schemathesis.Case, service: Service) -> None:
+    """An Idempotency-Key names one submission: the same key with another body is a 422 by
+    contract (tests/web/test_idempotency.py). The examples of one operation share an app, so
+    a valid generated key is made unique (a numbered prefix) to stay a first use."""
+    negative = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
+    key = (case.headers or {}).get("Idempotency-Key")
+    if key is None or negative:
+        return
+    assert case.headers is not None
+    service.keys_used += 1
+    prefix = f"{service.keys_used}-"
+    case.headers["Idempotency-Key"] = prefix + key[-(255 - len(prefix)):]
+
+
+def call_kwargs(case: schemathesis.Case, service: Service) -> dict[str, Any]:
+    if case.path.endswith("/events"):
+        return {"app": service.app, "timeout": STREAM_TIMEOUT}
+    return {"app": service.app}
+
+
 @schema.parametrize()
-def test_api_conforms_to_its_openapi_document(case: schemathesis.Case) -> None:
-    case.call_and_validate()
+@hypothesis.settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, service: Service
+                                              ) -> None:
+    _use_an_issued_cursor(case, service)
+    _fresh_idempotency_key(case, service)
+    case.call_and_validate(**call_kwargs(case, service))
+
+
+def test_workflows_along_the_links_conform() -> None:
+    """Stateful: calls chained along the document's links (submit, then get, wait, follow
+    events, cancel, delete the task it made; list, then act on a listed task), so that the
+    answers about real tasks are checked too, not only 404s for generated ids. A fresh app
+    per scenario: what a scenario sees depends only on its own calls."""
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def setup(self) -> None:
+            self.service = Service()
+
+        def teardown(self) -> None:
+            asgi.shutdown_lifespans()
+
+        def before_call(self, case: schemathesis.Case) -> None:
+            _use_an_issued_cursor(case, self.service)
+            _fresh_idempotency_key(case, self.service)
+
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return call_kwargs(case, self.service)
+
+    Workflow.run(settings=hypothesis.settings(
+        max_examples=WORKFLOWS, stateful_step_count=WORKFLOW_STEPS, derandomize=True,
+        deadline=None))

@@ -4,23 +4,40 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from quart import Blueprint, Response, current_app, g, request
+from quart.blueprints import BlueprintSetupState
 from quart_schema import document_response, validate_querystring, validate_request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.routing import BaseConverter
 
 from .. import jsonutil
 from ..core import Submission
 from ..models import JSON, TaskRecord
 from .events import event_stream
-from .problems import register_handlers
+from .openapi import (
+    IDEMPOTENCY_KEY_PATTERN,
+    RETRY_AFTER,
+    TASK_EVENT,
+    Answer,
+    Link,
+    answers,
+    problems,
+    refine,
+    refine_batch,
+    refine_list,
+    refine_submit,
+    refine_task_id,
+    refine_wait,
+)
+from .problems import mark_body_read, register_handlers
 from .schemas import (
     BatchBody,
     BatchOut,
     ListQuery,
-    Problem,
     StatsOut,
     SubmitBody,
     TaskListOut,
@@ -32,9 +49,38 @@ from .schemas import (
 if TYPE_CHECKING:
     from .extension import Offload
 
+
+class TaskIdConverter(BaseConverter):
+    """A task id in a path: any segment but ``batch``, so that ``/tasks/batch`` is only the
+    batch route (``GET /tasks/batch`` is a 405, not a search for a task named "batch")."""
+
+    regex = r"(?!batch$)[^/]+"
+
+
 api = Blueprint("offload_api", __name__)
+
+
+@api.record_once
+def _add_converter(state: BlueprintSetupState) -> None:
+    # Recorded before any route: the rules below are bound after it, in order.
+    state.app.url_map.converters.setdefault("task_id", TaskIdConverter)
+
+
 register_handlers(api)
-MAX_IDEMPOTENCY_KEY = 255
+MAX_IDEMPOTENCY_KEY = 255  # characters (IDEMPOTENCY_KEY_PATTERN says the same)
+
+
+def _task_links(id_at: str) -> dict[str, Link]:
+    """What can follow an answer that names a task (its id at ``id_at``)."""
+    ids = {"task_id": f"$response.body#{id_at}"}
+    return {"GetTask": Link("GET", "get_task", ids),
+            "TaskEvents": Link("GET", "task_events", ids),
+            "CancelTask": Link("POST", "cancel_task", ids),
+            "DeleteTask": Link("DELETE", "delete_task", ids)}
+
+
+LOCATION = {"description": "Where to poll the task.", "schema": {"type": "string"},
+            "required": True}
 View = TypeVar("View", bound=Callable[..., Awaitable[Any]])
 
 
@@ -78,6 +124,7 @@ def json_body(view: View) -> View:
             raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
         data = await request.get_data()
         assert isinstance(data, bytes)
+        mark_body_read()
         if len(data) > limit:
             raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
         try:
@@ -101,14 +148,6 @@ def _json_error(data: bytes) -> str:
     return "unknown error"
 
 
-def _problems(*codes: int) -> Callable[[View], View]:
-    def decorate(view: View) -> View:
-        for code in codes:
-            view = document_response(Problem, code)(view)
-        return view
-    return decorate
-
-
 def _submission(body: SubmitBody) -> Submission:
     return Submission(body.name, body.args, body.kwargs, body.delay, body.priority, body.timeout)
 
@@ -121,16 +160,21 @@ def _location(task_id: str) -> dict[str, str]:
 
 def _idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isprintable()):
-        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable "
-                         "characters")
+    if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII "
+                         "characters (spaces only inside)")
     return key
 
 
 @api.post("/tasks")
 @document_response(TaskOut, 202)
 @document_response(TaskOut, 200)
-@_problems(400, 401, 413, 415, 422, 429, 503)
+@answers(Answer(202, headers={"Location": LOCATION, "Retry-After": RETRY_AFTER},
+                links=_task_links("/id")),
+         Answer(200, headers={"Location": LOCATION, "Retry-After": RETRY_AFTER},
+                links=_task_links("/id")))
+@refine(refine_submit)
+@problems(400, 401, 413, 415, 422, 429, 503)
 @json_body
 @validate_request(SubmitBody)
 async def submit_task(data: SubmitBody) -> Response:
@@ -147,7 +191,9 @@ async def submit_task(data: SubmitBody) -> Response:
 
 @api.post("/tasks/batch")
 @document_response(BatchOut, 202)
-@_problems(400, 401, 413, 415, 422, 429, 503)
+@answers(Answer(202, headers={"Retry-After": RETRY_AFTER}, links=_task_links("/items/0/id")))
+@refine(refine_batch)
+@problems(400, 401, 413, 415, 422, 429, 503)
 @json_body
 @validate_request(BatchBody)
 async def submit_batch(data: BatchBody) -> Response:
@@ -161,9 +207,11 @@ async def submit_batch(data: BatchBody) -> Response:
                          {"Retry-After": str(service.settings.poll_after)})
 
 
-@api.get("/tasks/<task_id>")
+@api.get("/tasks/<task_id:task_id>")
+@refine(refine_task_id)
 @document_response(TaskOut, 200)
-@_problems(400, 401, 404)
+@refine(refine_wait)
+@problems(400, 401, 404, 405)
 @validate_querystring(WaitQuery)
 async def get_task(task_id: str, query_args: WaitQuery) -> Response:
     """The task. ``?wait=N`` holds the request until it is terminal or N seconds pass."""
@@ -175,8 +223,12 @@ async def get_task(task_id: str, query_args: WaitQuery) -> Response:
     return task_response(await service.wait(task_id, query_args.wait, owner()))
 
 
-@api.get("/tasks/<task_id>/events")
-@_problems(401, 404)
+@api.get("/tasks/<task_id:task_id>/events")
+@refine(refine_task_id)
+@answers(Answer(200, "text/event-stream", TASK_EVENT,
+                "Server-Sent Events: `status` and `progress`, each with the whole task as "
+                "`data`, until the terminal one."))
+@problems(401, 404)
 async def task_events(task_id: str) -> Response:
     """Server-Sent Events: ``status`` and ``progress`` events until the terminal one."""
     service = offload().service
@@ -184,16 +236,20 @@ async def task_events(task_id: str) -> Response:
     return await event_stream(record, subscription, service.settings)
 
 
-@api.post("/tasks/<task_id>/cancel")
+@api.post("/tasks/<task_id:task_id>/cancel")
+@refine(refine_task_id)
 @document_response(TaskOut, 202)
-@_problems(401, 404, 409)
+@answers(Answer(202, links=_task_links("/id")))
+@problems(401, 404, 409)
 async def cancel_task(task_id: str) -> Response:
     """Cancel a queued, scheduled or running task."""
     return task_response(await offload().service.cancel(task_id, owner()), 202)
 
 
-@api.delete("/tasks/<task_id>")
-@_problems(401, 404, 409)
+@api.delete("/tasks/<task_id:task_id>")
+@refine(refine_task_id)
+@answers(Answer(204, description="Forgotten.", empty=True))
+@problems(401, 404, 405, 409)
 async def delete_task(task_id: str) -> Response:
     """Forget a finished task's record."""
     await offload().service.delete(task_id, owner())
@@ -202,7 +258,9 @@ async def delete_task(task_id: str) -> Response:
 
 @api.get("/tasks")
 @document_response(TaskListOut, 200)
-@_problems(400, 401)
+@answers(Answer(200, links=_task_links("/items/0/id")))
+@refine(refine_list)
+@problems(400, 401)
 @validate_querystring(ListQuery)
 async def list_tasks(query_args: ListQuery) -> Response:
     """Tasks, newest first, filtered by ``status`` (repeatable) and ``name``."""
@@ -217,7 +275,7 @@ async def list_tasks(query_args: ListQuery) -> Response:
 
 @api.get("/task-types")
 @document_response(TaskTypesOut, 200)
-@_problems(401)
+@problems(401)
 async def task_types() -> Response:
     """The registered task types, with a JSON Schema of each one's parameters."""
     registry = offload().service.registry
@@ -226,14 +284,15 @@ async def task_types() -> Response:
 
 @api.get("/stats")
 @document_response(StatsOut, 200)
-@_problems(401)
+@problems(401)
 async def stats() -> Response:
     """Counts by status, queue depth, running tasks, capacity and uptime."""
     return json_response(await offload().service.stats(owner()))
 
 
 @api.get("/metrics")
-@_problems(401)
+@answers(Answer(200, "text/plain", {"type": "string"}, "Prometheus text format."))
+@problems(401)
 async def metrics() -> Response:
     """Prometheus metrics (text format)."""
     body = offload().service.metrics.exposition()

@@ -7,6 +7,7 @@ from typing import Any, overload
 
 from quart import Quart, g, request
 from quart_schema import QuartSchema
+from quart_schema.openapi import OpenAPIProvider
 from typing_extensions import Unpack
 
 from .. import jsonutil
@@ -18,6 +19,7 @@ from ..stores import TaskStore
 from ..workers import claim_single_worker
 from .api import api
 from .auth import TokenAuth
+from .openapi import OffloadOpenAPIProvider
 from .ops import public
 from .request_ids import install as install_request_ids
 
@@ -67,8 +69,8 @@ class Offload:
         for declared in self._declared:
             self._service.register(declared)
         app.extensions["offload"] = self
-        if self._openapi and "QUART_SCHEMA" not in app.extensions:
-            QuartSchema(app, info={"title": "Offload", "version": "0.1.0"})
+        if self._openapi:
+            _document(app)
         _use_strict_json(app)
         app.register_blueprint(api, url_prefix=self.url_prefix or None)
         app.register_blueprint(public, url_prefix=self.url_prefix or None)
@@ -105,6 +107,17 @@ class Offload:
 
     async def _stop(self) -> None:
         await self.service.stop()
+
+
+def _document(app: Quart) -> None:
+    """Serve /openapi.json and /docs, or refine the host app's document if it has one
+    (unless it brought its own provider)."""
+    existing: QuartSchema | None = app.extensions.get("QUART_SCHEMA")
+    if existing is None:
+        QuartSchema(app, info={"title": "Offload", "version": "0.1.0"},
+                    openapi_provider_class=OffloadOpenAPIProvider)
+    elif type(existing.openapi_provider) is OpenAPIProvider:
+        existing.openapi_provider = OffloadOpenAPIProvider(app, existing)
 
 
 def _use_strict_json(app: Quart) -> None:

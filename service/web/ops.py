@@ -6,8 +6,9 @@ from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 
 from .. import jsonutil
+from .openapi import Answer, answers, problems
 from .problems import problem, register_handlers
-from .schemas import HealthOut, Problem
+from .schemas import HealthOut
 
 public = Blueprint("offload_public", __name__)
 register_handlers(public)
@@ -33,7 +34,7 @@ async def healthz() -> Response:
 
 @public.get("/readyz")
 @document_response(HealthOut, 200)
-@document_response(Problem, 503)
+@problems(503)
 async def readyz() -> Response:
     """Readiness: 503 while starting or draining."""
     if not current_app.extensions["offload"].service.started:
@@ -43,6 +44,7 @@ async def readyz() -> Response:
 
 
 @public.get("/")
+@answers(Answer(200, "text/html", {"type": "string"}, "The dashboard page."))
 async def dashboard() -> Response:
     """The dashboard page (a placeholder for now)."""
     return Response(DASHBOARD, 200, content_type="text/html; charset=utf-8")

@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pydantic
-from quart import Quart, Response
+from quart import Quart, Response, g, request
 from quart.typing import ResponseReturnValue
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
@@ -88,6 +88,26 @@ def from_schema_error(error: RequestSchemaValidationError) -> Response:
     return problem(status, detail, field_errors=fields)
 
 
+def mark_body_read() -> None:
+    """The request's body has been read to its end (see :func:`close_if_body_unread`)."""
+    g.offload_body_read = True
+
+
+async def close_if_body_unread(response: Response) -> Response:
+    """Say ``Connection: close`` when answering before the request's body was read.
+
+    Hypercorn closes a connection whose request body had not all arrived when the answer
+    was done (a 401, 413 or 415 comes before the body is read), but without saying so: a
+    client that keeps the connection for its next request (httpx does) would find it
+    closed under it ("Server disconnected without sending a response").
+    """
+    declares_body = ((request.content_length or 0) > 0
+                     or "chunked" in request.headers.get("Transfer-Encoding", "").lower())
+    if declares_body and not g.get("offload_body_read", False):
+        response.headers["Connection"] = "close"
+    return response
+
+
 def register_handlers(target: Any) -> None:
     """Answer every error raised under ``target`` (an app or a blueprint) as a problem."""
 
@@ -100,6 +120,7 @@ def register_handlers(target: Any) -> None:
     async def http_error(error: HTTPException) -> ResponseReturnValue:
         return from_http_exception(error)
 
+    target.after_request(close_if_body_unread)
     target.register_error_handler(errors.OffloadError, offload_error)
     target.register_error_handler(RequestSchemaValidationError, schema_error)
     target.register_error_handler(HTTPException, http_error)

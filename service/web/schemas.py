@@ -26,6 +26,14 @@ class SubmitBody(_Strict):
     timeout: float | None = Field(default=None, gt=0, description="Seconds before the task "
                                   "is stopped; overrides the task type's.")
 
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _integral_number(cls, value: object) -> object:
+        # JSON has one number type: 3.0 is the integer 3 (as JSON Schema's "integer" says).
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
 
 class BatchBody(_Strict):
     """Several tasks, accepted all together or not at all."""

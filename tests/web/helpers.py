@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from quart import Response
@@ -91,3 +93,24 @@ async def until_status(client: Client, task_id: str, status: str, timeout: float
                 assert chunk, f"the stream ended without {wanted}: {text}"
                 text += chunk.decode()
         await connection.disconnect()
+
+
+HOSTILE_DEADLINE = 1.0  # seconds: a hostile request is answered well within this
+
+
+async def answered_fast(request: Awaitable[Response]) -> Response:
+    """Await the answer to a hostile request; fails unless it came within HOSTILE_DEADLINE
+    (a functional bound: the service turns it away at once, it does not chew on it)."""
+    started = time.monotonic()
+    response = await request
+    elapsed = time.monotonic() - started
+    assert elapsed < HOSTILE_DEADLINE, f"answered in {elapsed:.3f}s"
+    return response
+
+
+async def assert_healthy(client: Client) -> None:
+    """After an attack: /healthz answers, and a normal task still runs to its result."""
+    assert (await client.get("/healthz")).status_code == 200
+    task = await finished(client, (await submit(client, "add", 2, 3))["id"])
+    assert task["status"] == "succeeded", task
+    assert task["result"] == 5

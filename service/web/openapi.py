@@ -1,0 +1,357 @@
+"""The OpenAPI document: quart-schema's, made exact.
+
+quart-schema documents JSON bodies from the pydantic models. This provider adds what it
+cannot say: problem details as ``application/problem+json`` (with ``WWW-Authenticate``,
+``Retry-After`` and ``Allow`` where they are sent), non-JSON answers (the dashboard, metrics,
+event streams, 204), response headers (``Location``, ``Retry-After``), the bounds that come
+from settings (``limit``, ``wait``, ``delay``), and the body of ``POST /tasks`` task type by
+task type: for each registered type, its name and the arguments it takes, positionally or
+by keyword, so that a body fits the document exactly when the service would accept it.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from quart_schema import document_response
+from quart_schema.conversion import model_schema
+from quart_schema.openapi import OpenAPIProvider
+from werkzeug.routing.rules import Rule
+
+from ..registry import TaskType
+from .schemas import Problem, TaskOut
+
+if TYPE_CHECKING:
+    from .extension import Offload
+
+F = TypeVar("F", bound=Callable[..., Any])
+Schema = dict[str, Any]
+Refine = Callable[[Schema, "Offload"], None]
+
+ANSWERS = "_offload_openapi_answers"
+REFINE = "_offload_openapi_refine"
+PROBLEM_JSON = "application/problem+json"
+IDEMPOTENCY_KEY_PATTERN = r"^[!-~](?:[ -~]{0,253}[!-~])?$"
+
+# One Server-Sent Event (OpenAPI 3.1: the schema of an event stream describes each event).
+TASK_EVENT: Schema = {
+    "type": "object", "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["status", "progress"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "contentSchema": {"$ref": "#/components/schemas/TaskOut"},
+                 "description": "The whole task, as JSON."},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+RETRY_AFTER: Schema = {
+    "description": "Seconds to wait before asking again.",
+    "schema": {"type": "integer", "minimum": 0}, "required": True,
+}
+# What comes with a problem of this status, besides its body.
+PROBLEM_HEADERS: dict[int, dict[str, Schema]] = {
+    401: {"WWW-Authenticate": {"description": "The bearer scheme.",
+                               "schema": {"type": "string"}, "required": True}},
+    405: {"Allow": {"description": "The methods the path takes.",
+                    "schema": {"type": "string"}, "required": True}},
+    429: {"Retry-After": RETRY_AFTER},
+    503: {"Retry-After": RETRY_AFTER},
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One documented answer of a route: a status, its body's media type and schema, its
+    headers and links. Without a media type, what quart-schema documents for the status
+    (a JSON body) stays, and headers and links are added; ``empty``: no body at all."""
+
+    status: int
+    content_type: str | None = None
+    schema: Schema | None = None
+    description: str = ""
+    headers: dict[str, Schema] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    empty: bool = False
+
+
+@dataclass(frozen=True)
+class Link:
+    """An OpenAPI link to another route of the same blueprint, by its view's name: where
+    the answer's values can be used next (``task_id`` from ``$response.body#/id``)."""
+
+    method: str
+    view: str
+    parameters: dict[str, str]
+
+
+def answers(*items: Answer) -> Callable[[F], F]:
+    """Document answers of a route beyond quart-schema's JSON bodies."""
+    def decorate(view: F) -> F:
+        existing: list[Answer] = getattr(view, ANSWERS, [])
+        setattr(view, ANSWERS, [*existing, *items])
+        return view
+    return decorate
+
+
+def problems(*codes: int) -> Callable[[F], F]:
+    """Document problem-details answers (quart-schema sees a JSON body; ours, the real media
+    type and headers)."""
+    def decorate(view: F) -> F:
+        for code in codes:
+            view = document_response(Problem, code)(view)
+        return answers(*(Answer(code, PROBLEM_JSON) for code in codes))(view)
+    return decorate
+
+
+def refine(function: Refine) -> Callable[[F], F]:
+    """Let ``function(operation, offload)`` adjust the route's documented operation with what
+    depends on the running service (its settings, its task types)."""
+    def decorate(view: F) -> F:
+        previous: Refine | None = getattr(view, REFINE, None)
+
+        def both(operation: Schema, offload: Offload) -> None:
+            if previous is not None:
+                previous(operation, offload)
+            function(operation, offload)
+        setattr(view, REFINE, both)
+        return view
+    return decorate
+
+
+class OffloadOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's provider plus the answers, headers and refinements of the routes."""
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        view = self._app.view_functions[rule.endpoint]
+        extra: list[Answer] = getattr(view, ANSWERS, [])
+        refinement: Refine | None = getattr(view, REFINE, None)
+        offload: Offload | None = self._app.extensions.get("offload")
+        for path_item in paths.values():
+            for method, operation in list(path_item.items()):
+                operation = copy.deepcopy(operation)
+                path_item[method] = operation
+                # Status keys as strings, as the document will have them in JSON.
+                responses = {str(k): v for k, v in operation["responses"].items()}
+                operation["responses"] = responses
+                for answer in extra:
+                    _apply(responses, answer)
+                    if answer.links:
+                        responses[str(answer.status)]["links"] = {
+                            name: self._link(rule, link) for name, link in answer.links.items()}
+                if not responses:
+                    # A route of the host app that documents nothing: say so, validly.
+                    responses["default"] = {"description": "Not documented."}
+                if refinement is not None and offload is not None:
+                    refinement(operation, offload)
+        return paths, components
+
+    def _link(self, rule: Rule, link: Link) -> Schema:
+        blueprint, _, _ = rule.endpoint.rpartition(".")
+        target = self._app.view_functions[f"{blueprint}.{link.view}" if blueprint else link.view]
+        return {"operationId": self.operation_id(link.method, "", target),
+                "parameters": dict(link.parameters)}
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        schemas = document["components"]["schemas"]
+        if "TaskOut" not in schemas:  # what event streams refer to
+            task = model_schema(TaskOut, schema_mode="serialization",
+                                preference=self._app.config["QUART_SCHEMA_CONVERSION_PREFERENCE"])
+            schemas.update(task.pop("$defs", {}))
+            schemas["TaskOut"] = task
+        offload: Offload | None = self._app.extensions.get("offload")
+        if offload is not None:
+            document["components"]["schemas"].update(submission_components(
+                list(offload.service.registry), offload.service.settings.max_delay))
+        return document
+
+
+def _apply(responses: dict[str, Any], answer: Answer) -> None:
+    response = responses.setdefault(str(answer.status), {"description": answer.description})
+    if answer.description:
+        response["description"] = answer.description
+    if answer.content_type == PROBLEM_JSON:
+        body = response.pop("content", {}).get("application/json", {})
+        response["content"] = {PROBLEM_JSON: body}
+        response["description"] = response.get("description") or "RFC 9457 problem details."
+        headers = PROBLEM_HEADERS.get(answer.status, {})
+    elif answer.content_type is not None:
+        response["content"] = {answer.content_type: {"schema": answer.schema or {}}}
+        headers = {}
+    else:
+        if answer.empty:
+            response.pop("content", None)
+        headers = {}
+    headers = {**headers, **answer.headers}
+    if headers:
+        response.setdefault("headers", {}).update(copy.deepcopy(headers))
+
+
+# -- refinements that depend on the service ---------------------------------------------------
+
+def _parameter(operation: Schema, name: str) -> Schema:
+    found: Schema = next(p for p in operation["parameters"] if p["name"] == name)
+    return found
+
+
+def _number_schema(parameter: Schema) -> Schema:
+    schema: Schema = parameter["schema"]
+    for option in schema.get("anyOf", []):
+        if option.get("type") in ("number", "integer"):
+            return dict(option)
+    return schema
+
+
+def refine_task_id(operation: Schema, offload: Offload) -> None:
+    """A task id is any path segment but ``batch``; an unknown one is a 404."""
+    parameter = _parameter(operation, "task_id")
+    parameter["description"] = ("The task's id, as the submission returned it. `batch` is "
+                                "not one: /tasks/batch is the batch route (POST only, 405).")
+    parameter["schema"] = {"type": "string", "minLength": 1, "not": {"const": "batch"}}
+
+
+def refine_wait(operation: Schema, offload: Offload) -> None:
+    """``wait``'s upper bound is ``OFFLOAD_MAX_WAIT``."""
+    parameter = _parameter(operation, "wait")
+    number = _number_schema(parameter)
+    number["maximum"] = offload.service.settings.max_wait
+    parameter["schema"] = number
+
+
+def refine_list(operation: Schema, offload: Offload) -> None:
+    """``limit``'s upper bound is ``OFFLOAD_MAX_PAGE``; ``status`` repeats."""
+    limit = _parameter(operation, "limit")
+    limit["schema"] = {**limit["schema"], "maximum": offload.service.settings.max_page}
+    status = _parameter(operation, "status")
+    status.update(style="form", explode=True)
+    for name in ("name", "cursor"):  # "absent", not "null": a query string has no null
+        parameter = _parameter(operation, name)
+        parameter["schema"] = next(
+            (o for o in parameter["schema"].get("anyOf", []) if o.get("type") == "string"),
+            parameter["schema"])
+
+
+def refine_submit(operation: Schema, offload: Offload) -> None:
+    """One submission: a body of one of the registered task types; an ``Idempotency-Key``."""
+    operation["requestBody"] = {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Submission"}}}}
+    operation["parameters"].append({
+        "name": "Idempotency-Key", "in": "header", "required": False,
+        "description": "Makes a retried submission safe: the same key and an equal body "
+                       "return the original task (200). 1 to 255 visible ASCII characters "
+                       "(inner spaces allowed).",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN},
+    })
+
+
+def refine_batch(operation: Schema, offload: Offload) -> None:
+    """Up to ``OFFLOAD_MAX_BATCH`` submissions."""
+    operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["tasks"],
+        "properties": {"tasks": {
+            "type": "array", "minItems": 1, "maxItems": offload.service.settings.max_batch,
+            "items": {"$ref": "#/components/schemas/Submission"}}},
+    }}}}
+
+
+# -- the submission body, type by type --------------------------------------------------------
+
+def submission_components(task_types: list[TaskType], max_delay: float
+                          ) -> dict[str, Schema]:
+    """``Submission`` (one of the task types' bodies) and what its variants refer to."""
+    options = copy.deepcopy(OPTIONS)
+    options["delay"]["anyOf"][0]["maximum"] = max_delay
+    components: dict[str, Schema] = {}
+    variants: list[Schema] = []
+    for task_type in task_types:
+        schema = task_type.parameters_schema()
+        prefix = re.sub(r"[^A-Za-z0-9._-]", "_", task_type.name)
+        definitions = schema.pop("$defs", {})
+        schema = _rebase_refs(schema, prefix)
+        for name, definition in definitions.items():
+            components[f"{prefix}.{name}"] = _rebase_refs(definition, prefix)
+        variants += _variants(task_type, schema.get("properties", {}), options)
+    components["Submission"] = {
+        "title": "Submission",
+        "description": "A task to run: a registered task type's name and its arguments, "
+                       "positionally (args) or by keyword (kwargs), with options.",
+        "oneOf": variants,
+    } if variants else {"title": "Submission", "not": {}}
+    return components
+
+
+def _rebase_refs(schema: Any, prefix: str) -> Any:
+    if isinstance(schema, dict):
+        return {k: (f"#/components/schemas/{prefix}.{v.rsplit('/', 1)[1]}"
+                    if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
+                    else _rebase_refs(v, prefix)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_rebase_refs(item, prefix) for item in schema]
+    return schema
+
+
+OPTIONS: Schema = {
+    "delay": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}],
+              "description": "Start no sooner than this many seconds from now."},
+    "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1,
+                 "description": "Higher runs first."},
+    "timeout": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}],
+                "description": "Seconds before the task is stopped; overrides the type's."},
+}
+
+
+def _variants(task_type: TaskType, properties: dict[str, Schema], options: Schema
+              ) -> list[Schema]:
+    """One body schema per number of arguments given by position: the first ``k``
+    positional parameters in ``args``, every other parameter by keyword in ``kwargs``."""
+    params = list(inspect.signature(task_type.fn).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    keyword_only = [p for p in params if p.kind is p.KEYWORD_ONLY]
+    var_args = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
+    var_kwargs = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
+    variants = []
+    for k in range(len(positional) + 1):
+        by_keyword = [p for p in positional[k:] if p.kind is p.POSITIONAL_OR_KEYWORD]
+        skipped = [p for p in positional[k:] if p.kind is p.POSITIONAL_ONLY]
+        if any(p.default is p.empty for p in skipped):
+            continue  # a required positional-only parameter cannot be left out
+        args: Schema = {"type": "array", "minItems": k}
+        if k:
+            args["prefixItems"] = [_prop(properties, p.name) for p in positional[:k]]
+        if var_args is not None and k == len(positional):
+            args["items"] = _prop(properties, var_args.name).get("items", {})
+        else:
+            args["items"] = False
+            args["maxItems"] = k
+        keywords = [*by_keyword, *keyword_only]
+        kwargs: Schema = {
+            "type": "object",
+            "properties": {p.name: _prop(properties, p.name) for p in keywords},
+            "required": [p.name for p in keywords if p.default is p.empty],
+            "additionalProperties": (_prop(properties, var_kwargs.name).get(
+                "additionalProperties", True) if var_kwargs is not None else False),
+        }
+        body_required = ["name"]
+        if k:
+            body_required.append("args")
+        if kwargs["required"]:
+            body_required.append("kwargs")
+        variants.append({
+            "title": f"{task_type.name} ({k} by position)" if positional else task_type.name,
+            "type": "object", "additionalProperties": False, "required": body_required,
+            "properties": {"name": {"const": task_type.name}, "args": args, "kwargs": kwargs,
+                           **options},
+        })
+    return variants
+
+
+def _prop(properties: dict[str, Schema], name: str) -> Schema:
+    schema = dict(properties.get(name, {}))
+    schema.pop("title", None)
+    return schema
