@@ -71,7 +71,12 @@ def make_progress(current: object, total: object = None, message: object = None)
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 _current: ContextVar[TaskContext | None] = ContextVar("offload_task", default=None)

@@ -103,6 +103,8 @@ class TaskService:
 
     async def start(self) -> None:
         """Open the store, take back work left by an earlier run, start the sweeper."""
+        if self._stopping:
+            raise NotRunning("a stopped task service cannot start again: make a new one")
         if self._started_at is not None:
             return
         await self.store.open()

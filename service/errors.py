@@ -82,6 +82,10 @@ class WorkerCrashed(OffloadError):
     """A process-pool worker died while running the task."""
 
 
+class ResultTooLarge(OffloadError):
+    """A task returned a value whose JSON is larger than ``OFFLOAD_MAX_RESULT``."""
+
+
 class TaskFailed(OffloadError):
     """Raised by ``TaskHandle.result()`` when the task failed."""
 

@@ -23,6 +23,7 @@ class Settings:
     store: str = "memory://"
     max_concurrency: int = 100
     max_body: int = 1_048_576
+    max_result: int = 16 * 1_048_576
     max_queue: int = 10_000
     result_ttl: float = 3600.0
     max_records: int = 100_000
@@ -99,7 +100,7 @@ def _check_number(name: str, value: float) -> None:
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
-_POSITIVE = frozenset({"max_concurrency", "max_body", "max_queue", "thread_workers",
+_POSITIVE = frozenset({"max_concurrency", "max_body", "max_result", "max_queue", "thread_workers",
                        "process_workers", "max_batch", "max_page", "sweep_interval",
                        "sse_keepalive"})
 _DEFAULTS = Settings()

@@ -23,7 +23,6 @@ issued, and an ``Idempotency-Key`` is a first use (see the two helpers below).
 from __future__ import annotations
 
 import asyncio
-import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,22 +66,6 @@ schema = schemathesis.openapi.from_dict(_openapi_document())
 schema.config.generation.update(modes=list(GenerationMode), max_examples=MAX_EXAMPLES,
                                 deterministic=True)
 schema.config.update(request_timeout=REQUEST_TIMEOUT)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _tracebacks_without_carets() -> Iterator[None]:
-    """Work around a CPython 3.11 race: the ``ast`` module keeps its recursion count per
-    interpreter, not per call, so two threads converting syntax trees at once can make one
-    fail with "SystemError: AST constructor recursion depth mismatch". Here the app runs in
-    schemathesis' portal thread, where the service formats the traceback of every failed
-    task (Python 3.11 parses each source line with ``ast`` to place its ^^^ markers), while
-    this thread builds apps (werkzeug compiles routes with ``ast``) and Hypothesis reads
-    sources with ``ast``. Without the markers, tracebacks need no ``ast``; nothing here
-    looks at them (they are not shown over HTTP)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(traceback, "_extract_caret_anchors_from_line_segment",
-                      lambda segment: None, raising=False)
-        yield
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,6 +8,7 @@ import traceback
 from dataclasses import dataclass
 
 from .. import jsonutil
+from ..errors import ResultTooLarge
 from ..logs import task_event
 from ..models import JSON, Status, TaskError, TaskRecord
 from ..registry import TaskType
@@ -45,12 +46,23 @@ def describe_error(exc: BaseException) -> TaskError:
         return TaskError(exc.type_name, str(exc), exc.remote_traceback)
     if isinstance(exc, jsonutil.NotJSON):
         return TaskError("TypeError", f"the task's result is not a JSON value: {exc}")
-    text = "".join(traceback.format_exception(exc))
-    return TaskError(type(exc).__name__, str(exc), text)
+    return TaskError(type(exc).__name__, str(exc), format_traceback(exc))
+
+
+def format_traceback(exc: BaseException) -> str:
+    """The traceback without Python 3.11's ``^^^`` markers: drawing them parses source with
+    ``ast``, whose recursion counter is shared by threads (a thread using ``ast`` at the
+    same moment makes it raise ``SystemError``)."""
+    frames = [(f.filename, f.lineno or 0, f.name, f.line) for f in traceback.extract_tb(
+        exc.__traceback__)]
+    return "".join(["Traceback (most recent call last):\n", *traceback.format_list(frames),
+                    *traceback.format_exception_only(exc)])
 
 
 def retryable(task_type: TaskType, exc: BaseException) -> bool:
     """Whether the task type's ``retry_on`` covers this error (also one from a process)."""
+    if isinstance(exc, jsonutil.NotJSON | ResultTooLarge):
+        return False  # the same code returns the same value: another attempt cannot help
     retry_on = task_type.retry_on
     if isinstance(exc, RemoteError):
         return any(exc.is_a(cls) for cls in retry_on)

@@ -16,11 +16,11 @@ from typing import Any
 
 from .. import jsonutil
 from ..context import TaskContext
-from ..errors import QueueFull, ShuttingDown
+from ..errors import QueueFull, ResultTooLarge, ShuttingDown
 from ..events import EventHub
 from ..logs import task_event
 from ..metrics import Metrics
-from ..models import Progress, Status, TaskError
+from ..models import JSON, Progress, Status, TaskError
 from ..registry import Executor as ExecutorName
 from ..settings import Settings
 from ..stores import TaskStore
@@ -190,7 +190,7 @@ class Scheduler:
         started = time.perf_counter()
         try:
             value = await executor.run(job.task_type, job.call, context)
-            jsonutil.check(value)
+            self._check_result(value)
             return Outcome(value=value)
         except asyncio.CancelledError as exc:
             if job.stop_reason is not None:
@@ -204,6 +204,14 @@ class Scheduler:
         finally:
             elapsed = time.perf_counter() - started
             self._metrics.of(job.task_type.name).duration.observe(elapsed)
+
+    def _check_result(self, value: JSON) -> None:
+        jsonutil.check(value)
+        if isinstance(value, str | list | dict):  # numbers are small: no need to encode them
+            size = len(jsonutil.dumps(value))
+            if size > self._settings.max_result:
+                raise ResultTooLarge(f"the result is {size} bytes of JSON, more than "
+                                     f"OFFLOAD_MAX_RESULT ({self._settings.max_result})")
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
         if job.record.status is Status.RUNNING and not job.settled:

@@ -737,3 +737,38 @@ async def test_cancel_right_after_the_pump_picked_the_task(
     third, _ = await service.submit(Submission("add", [2, 2]))  # the slot came back
     assert (await service.wait(third.id, timeout=5)).result == 4
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_tracebacks_are_formatted_without_parsing_source() -> None:
+    # Python 3.11 draws ^^^ markers by parsing source with ast, which is not thread-safe.
+    import traceback as tb
+
+    from service.runner.outcome import format_traceback
+
+    def boom() -> None:
+        raise ValueError("bad")
+
+    try:
+        boom()
+    except ValueError as exc:
+        caught = exc
+    original = tb._extract_caret_anchors_from_line_segment  # type: ignore[attr-defined]
+    calls: list[object] = []
+    tb._extract_caret_anchors_from_line_segment = lambda s: calls.append(s)  # type: ignore
+    try:
+        text = format_traceback(caught)
+    finally:
+        tb._extract_caret_anchors_from_line_segment = original  # type: ignore[attr-defined]
+    assert calls == []
+    assert text.startswith("Traceback (most recent call last):")
+    assert 'raise ValueError("bad")' in text
+    assert text.endswith("ValueError: bad\n")
+
+
+async def test_a_stopped_service_cannot_start_again(make_service: Factory) -> None:
+    from service.errors import NotRunning
+
+    service = await started(make_service)
+    await service.stop(grace=0)
+    with pytest.raises(NotRunning):
+        await service.start()

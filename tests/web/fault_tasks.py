@@ -81,3 +81,13 @@ async def survives_bad_progress() -> str:
         report_progress("three")  # type: ignore[arg-type]
     report_progress(2, 2, "done")
     return "ok"
+
+
+@task
+async def returns_big(size: int) -> str:
+    return "x" * size
+
+
+@task(executor="process", retries=2, retry_backoff=0.01)
+def process_returns_big(size: int) -> str:
+    return "x" * size

@@ -66,12 +66,7 @@ FAULTS = [
     # raises inside a progress report (a wrong type), from each executor
     *(fault(task, kind, error="TypeError", message="progress:", process=task.startswith("p"))
       for task in ("async_bad_progress", "thread_bad_progress", "process_bad_progress")
-      for kind in BAD_PROGRESS if kind != "current is beyond a float"),
-    # an int too big for a float fails the task too, though with a less telling error
-    # (OverflowError from math.isfinite in service/context.py, not "progress: ...")
-    *(fault(task, "current is beyond a float", error=("TypeError", "OverflowError"),
-            message="", process=task.startswith("p"))
-      for task in ("async_bad_progress", "thread_bad_progress", "process_bad_progress")),
+      for kind in BAD_PROGRESS),
 ]
 
 
@@ -120,4 +115,20 @@ async def test_faults_side_by_side_leave_the_others_alone(client: Client) -> Non
         assert task["error"]["type"] in case.error_types, (case, task)
     for created in healthy:
         assert (await finished(client, created["id"]))["status"] == "succeeded"
+    await assert_healthy(client)
+
+
+@pytest.mark.parametrize("task", ["returns_big", "process_returns_big"])
+async def test_a_result_bigger_than_the_limit_fails_without_retries(
+    make_client: MakeClient, task: str
+) -> None:
+    client = await make_client(task_modules=FAULT_MODULES, max_result=1000)
+    small = await finished(client, (await submit(client, task, 990))["id"])
+    assert small["status"] == "succeeded"
+    assert len(small["result"]) == 990
+    big = await finished(client, (await submit(client, task, 1000))["id"])  # 1002 with quotes
+    assert big["status"] == "failed", big
+    assert big["error"]["type"] == "ResultTooLarge"
+    assert "OFFLOAD_MAX_RESULT (1000)" in big["error"]["message"]
+    assert big["attempts"] == 1  # the same code would return the same value again
     await assert_healthy(client)
