@@ -7,7 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pydantic
-from quart import Quart, Response, g, request
+from quart import Quart, Response, current_app, g, request
 from quart.typing import ResponseReturnValue
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
@@ -108,17 +108,31 @@ async def close_if_body_unread(response: Response) -> Response:
     return response
 
 
+SUBMIT_ENDPOINTS = frozenset({"offload_api.submit_task", "offload_api.submit_batch"})
+
+
+def _counted(response: Response) -> Response:
+    """Count a refused submission in ``offload_submissions_rejected_total`` (a full queue is
+    counted where it is detected, in the scheduler, and so are its library submissions)."""
+    extension = current_app.extensions.get("offload")
+    if (extension is not None and request.endpoint in SUBMIT_ENDPOINTS
+            and response.status_code != 429):
+        reason = f"http_{response.status_code}"
+        extension.service.metrics.rejected.labels(reason).inc()
+    return response
+
+
 def register_handlers(target: Any) -> None:
     """Answer every error raised under ``target`` (an app or a blueprint) as a problem."""
 
     async def offload_error(error: errors.OffloadError) -> ResponseReturnValue:
-        return from_offload_error(error)
+        return _counted(from_offload_error(error))
 
     async def schema_error(error: RequestSchemaValidationError) -> ResponseReturnValue:
-        return from_schema_error(error)
+        return _counted(from_schema_error(error))
 
     async def http_error(error: HTTPException) -> ResponseReturnValue:
-        return from_http_exception(error)
+        return _counted(from_http_exception(error))
 
     target.after_request(close_if_body_unread)
     target.register_error_handler(errors.OffloadError, offload_error)

@@ -199,3 +199,17 @@ async def test_process_starts_long_task_and_answers_202_at_once(client: Client) 
     assert task["status"] in {"queued", "running"}
     await client.post(f"/tasks/{body['task_id']}/cancel")  # not ten seconds of teardown
     assert (await finished(client, body["task_id"]))["status"] == "cancelled"
+
+
+async def test_refused_submissions_are_counted_by_reason(make_client: MakeClient) -> None:
+    client = await make_client(max_queue=1)
+    assert (await client.post("/tasks", json={"name": "nope"})).status_code == 422
+    assert (await client.post("/tasks", data="x", headers={"Content-Type": "text/plain"})
+            ).status_code == 415
+    delayed = await client.post("/tasks", json={"name": "add", "args": [1, 2], "delay": 60})
+    assert delayed.status_code == 202  # scheduled: the queue holds its one task
+    assert (await client.post("/tasks", json={"name": "add", "args": [1, 2]})
+            ).status_code == 429
+    text = (await (await client.get("/metrics")).get_data()).decode()
+    for reason in ("http_422", "http_415", "queue_full"):
+        assert f'offload_submissions_rejected_total{{reason="{reason}"}} 1.0' in text, reason
