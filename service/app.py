@@ -5,14 +5,24 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from pydantic import BaseModel
 from quart import Quart, Response
+from quart_schema import document_response
 
 from . import logs
 from .models import Submission
 from .settings import DEMO_MODULE, Settings
 from .web import Offload
-from .web.api import json_response
+from .web.api import LOCATION, json_response
+from .web.openapi import RETRY_AFTER, Answer, answers, problems
 from .web.problems import register_app_handlers
+
+
+class ProcessOut(BaseModel):
+    """What the tutorial's route answers: the task's id and status."""
+
+    task_id: str
+    status: str
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -26,6 +36,9 @@ def create_app(settings: Settings | None = None) -> Quart:
     register_app_handlers(app)
 
     @app.get("/process")
+    @document_response(ProcessOut, 202)
+    @answers(Answer(202, headers={"Location": LOCATION, "Retry-After": RETRY_AFTER}))
+    @problems(401, 429, 503)
     async def process() -> Response:
         """The tutorial's route: start the 10-second job and answer at once."""
         owner = offload.current_owner()
