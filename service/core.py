@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import inspect
 import logging
 import math
 import time
@@ -135,7 +136,9 @@ class TaskService:
 
     def _loop_task_code(self) -> dict[CodeType, str]:
         """The code of every task that runs on the loop, for the watchdog to name."""
-        return {t.fn.__code__: t.name for t in self.registry if t.executor == "async"}
+        codes = ((getattr(inspect.unwrap(t.fn), "__code__", None), t.name)
+                 for t in self.registry if t.executor == "async")
+        return {code: name for code, name in codes if code is not None}
 
     async def _sweep(self) -> None:
         while True:

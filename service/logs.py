@@ -71,7 +71,7 @@ def configure(log_format: str = "text", level: str = "INFO") -> logging.Handler:
     handler.addFilter(lambda record: not record.name.startswith("hypercorn"))
     root = logging.getLogger()
     root.addHandler(handler)
-    logging.getLogger("offload").setLevel(level.upper())
+    root.setLevel(level.upper())  # the tasks' own loggers too, not only Offload's
     return handler
 
 

@@ -181,7 +181,9 @@ def _arguments_typeddict(fn: Callable[..., Any], params: list[inspect.Parameter]
             hint = NotRequired[hint]
         fields_[param.name] = hint
     name = f"{getattr(fn, '__name__', 'task')}_arguments"
-    return TypedDict(name, fields_)  # type: ignore[operator]
+    arguments = TypedDict(name, fields_)  # type: ignore[misc]
+    # 1e400, or an integer too large for a float parameter, would be bound as inf
+    return pydantic.with_config(pydantic.ConfigDict(allow_inf_nan=False))(arguments)
 
 
 def _assign(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Mapping
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEMO_MODULE = "service.demo"
+MIN_LAG_THRESHOLD = 0.01
 
 
 def _cpu_count() -> int:
@@ -51,6 +53,11 @@ class Settings:
             value = getattr(self, spec.name)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 _check_number(spec.name, value)
+        if self.loop_lag_threshold and self.loop_lag_threshold < MIN_LAG_THRESHOLD:
+            raise ValueError(f"OFFLOAD_LOOP_LAG_THRESHOLD: 0 (off) or at least "
+                             f"{MIN_LAG_THRESHOLD}, not {self.loop_lag_threshold!r}")
+        if not isinstance(logging.getLevelName(self.log_level.upper()), int):
+            raise ValueError(f"OFFLOAD_LOG_LEVEL: not a logging level: {self.log_level!r}")
         if self.log_format not in ("text", "json"):
             raise ValueError(f"OFFLOAD_LOG_FORMAT: 'text' or 'json', not {self.log_format!r}")
 

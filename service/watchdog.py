@@ -55,10 +55,10 @@ class LoopWatchdog:
 
     async def _heartbeat(self) -> None:
         while True:
-            before = time.monotonic()
-            self._beat = before
+            due = time.monotonic() + self._interval
+            self._beat = due  # the loop is late from the moment the heartbeat is due
             await asyncio.sleep(self._interval)
-            self._on_lag(max(0.0, time.monotonic() - before - self._interval))
+            self._on_lag(max(0.0, time.monotonic() - due))
             async with self._measured:
                 self._measured.notify_all()
 
@@ -75,12 +75,18 @@ class LoopWatchdog:
             if stalled < self.threshold or beat == reported_beat:
                 continue
             reported_beat = beat  # one warning per episode: until the heartbeat moves on
-            culprit = self._find_culprit(sys._current_frames().get(loop_thread))
-            self._on_block(culprit or "unknown")
-            log.warning("event loop blocked for %.3fs so far, by %s", stalled,
-                        f"task type {culprit!r}" if culprit else "code outside any task",
-                        extra={"event": "loop_blocked", "task_name": culprit,
-                               "blocked_seconds": round(stalled, 3)})
+            try:
+                self._report(loop_thread, stalled)
+            except Exception:  # the watchdog must outlive a bad report
+                log.exception("the event-loop watchdog could not report a block")
+
+    def _report(self, loop_thread: int, stalled: float) -> None:
+        culprit = self._find_culprit(sys._current_frames().get(loop_thread))
+        self._on_block(culprit or "unknown")
+        log.warning("event loop blocked for %.3fs so far, by %s", stalled,
+                    f"task type {culprit!r}" if culprit else "code outside any task",
+                    extra={"event": "loop_blocked", "task_name": culprit,
+                           "blocked_seconds": round(stalled, 3)})
 
     def _find_culprit(self, frame: FrameType | None) -> str | None:
         names = self._culprits()

@@ -95,3 +95,26 @@ def test_text_format_appends_fields() -> None:
     record = logging.LogRecord("offload.x", logging.INFO, __file__, 1, "hello", None, None)
     record.task_id = "abc"
     assert logs.TextFormatter().format(record).endswith("hello task_id=abc")
+
+
+def test_configure_lets_a_task_module_s_info_lines_through(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = logging.getLogger()
+    level = root.level
+    handler = logs.configure("json", "INFO")
+    try:
+        logging.getLogger("someones.tasks").info("hello from a task module")
+        logging.getLogger("someones.tasks").debug("not at INFO")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["message"] for line in lines] == ["hello from a task module"]
+
+
+def test_an_unknown_log_level_is_a_clear_error() -> None:
+    from service.settings import Settings
+
+    with pytest.raises(ValueError, match="OFFLOAD_LOG_LEVEL"):
+        Settings(log_level="verbose")

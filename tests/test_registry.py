@@ -256,3 +256,11 @@ def test_registry() -> None:
     assert caught.value.errors[0].field == "name"
     assert len(str(caught.value)) < 200
     assert isinstance(caught.value, InvalidSubmission)
+
+
+@pytest.mark.parametrize("value", [10**400, "1e400"])
+def test_a_number_too_big_for_a_float_is_refused_not_infinity(value: Any) -> None:
+    def wait(seconds: float) -> float:
+        return seconds
+
+    assert set(errors_of(TaskType("wait", wait, "thread"), [value])) == {"args.0"}

@@ -79,3 +79,43 @@ async def test_zero_threshold_turns_the_watchdog_off() -> None:
         assert lag_samples(svc, "+Inf") == 0
     finally:
         await svc.stop(grace=1)
+
+
+async def test_a_block_shorter_than_the_threshold_is_not_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    svc = await started(threshold=0.2)
+    try:
+        with caplog.at_level(logging.WARNING, logger="offload.watchdog"):
+            for _ in range(5):  # 0.12 s blocks: above half the threshold, under the whole
+                record, _ = await svc.submit(Submission("blocks_the_loop", [0.12]))
+                assert (await svc.wait(record.id, timeout=10)).status == "succeeded"
+        assert not [r for r in caplog.records if r.name == "offload.watchdog"]
+    finally:
+        await svc.stop(grace=1)
+
+
+async def test_a_task_without_code_of_its_own_does_not_stop_the_watchdog(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import functools
+
+    from service.handles import task
+    from tests.watchdog_tasks import blocks_the_loop
+
+    svc = TaskService(settings(loop_lag_threshold=0.05))
+    svc.register_module("tests.watchdog_tasks")
+    svc.register(task(name="partial_block")(functools.partial(blocks_the_loop.task_type.fn)))
+    await svc.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="offload.watchdog"):
+            for _ in range(2):
+                record, _ = await svc.submit(Submission("partial_block", [0.3]))
+                assert (await svc.wait(record.id, timeout=10)).status == "succeeded"
+                assert svc.watchdog is not None
+                await svc.watchdog.next_measurement()
+        warnings = [r for r in caplog.records if r.name == "offload.watchdog"]
+        assert len(warnings) == 2  # it kept watching after the first
+        assert all("'blocks_the_loop'" in w.getMessage() for w in warnings)
+    finally:
+        await svc.stop(grace=1)

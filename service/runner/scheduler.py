@@ -207,7 +207,7 @@ class Scheduler:
 
     def _check_result(self, value: JSON) -> None:
         jsonutil.check(value)
-        if isinstance(value, str | list | dict):  # numbers are small: no need to encode them
+        if isinstance(value, str | list | tuple | dict):  # numbers are small: not encoded
             size = len(jsonutil.dumps(value))
             if size > self._settings.max_result:
                 raise ResultTooLarge(f"the result is {size} bytes of JSON, more than "
@@ -262,6 +262,8 @@ class Scheduler:
                    f"attempt {record.attempts} failed ({record.error.type}), retry in {delay:.2f}s",
                    error_type=record.error.type, error_message=record.error.message)
         await self._store_and_publish(job, "status")
+        if job.settled or record.status is not Status.SCHEDULED:
+            return  # cancelled (or stopped) while the save was awaited
         if not self._draining:  # armed after the save: the retry cannot overtake it
             self._arm_delay(job)
         else:  # failed during the grace period: no run left in this process
@@ -314,8 +316,9 @@ class Scheduler:
             self._queue.discard(job)
             await self._finalize(job, Status.CANCELLED)
         elif status is Status.SCHEDULED:
+            if job.timer is not None:  # armed, so counted (a retry is armed after its save)
+                self._scheduled -= 1
             job.disarm()
-            self._scheduled -= 1
             await self._finalize(job, Status.CANCELLED)
         elif status is Status.RUNNING:
             self._stop(job, "cancel")

@@ -772,3 +772,40 @@ async def test_a_stopped_service_cannot_start_again(make_service: Factory) -> No
     await service.stop(grace=0)
     with pytest.raises(NotRunning):
         await service.start()
+
+
+class HeldRetrySaveStore(MemoryStore):
+    """A store whose save of a retry waits until the test lets it go (as a database may)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saving_retry = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def save(self, record: TaskRecord) -> None:
+        if record.status is Status.SCHEDULED and not self.release.is_set():
+            self.saving_retry.set()
+            await self.release.wait()
+        await super().save(record)
+
+
+async def test_cancel_while_a_retry_is_being_saved() -> None:
+    store = HeldRetrySaveStore()
+    service = TaskService(settings(), store=store)
+    service.register_module("tests.sample_tasks")
+    await service.start()
+    try:
+        record, _ = await service.submit(Submission("flaky", [3]))
+        async with asyncio.timeout(5):
+            await store.saving_retry.wait()
+        cancelled = await service.cancel(record.id)
+        store.release.set()
+        done = await service.wait(record.id, timeout=5)
+        assert cancelled.status is done.status is Status.CANCELLED
+        assert service.scheduler.pending == 0
+        again, _ = await service.submit(Submission("echo", [2]))  # the books still balance
+        assert (await service.wait(again.id, timeout=5)).result == 2
+        assert service.scheduler.pending == 0
+    finally:
+        store.release.set()
+        await service.stop(grace=0)

@@ -91,3 +91,8 @@ async def returns_big(size: int) -> str:
 @task(executor="process", retries=2, retry_backoff=0.01)
 def process_returns_big(size: int) -> str:
     return "x" * size
+
+
+@task
+def thread_returns_big_tuple(size: int) -> tuple[str, ...]:
+    return tuple("x" for _ in range(size))

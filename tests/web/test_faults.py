@@ -118,15 +118,19 @@ async def test_faults_side_by_side_leave_the_others_alone(client: Client) -> Non
     await assert_healthy(client)
 
 
-@pytest.mark.parametrize("task", ["returns_big", "process_returns_big"])
+@pytest.mark.parametrize(("task", "small", "big"), [
+    ("returns_big", 990, 1000),  # a string of n: n + 2 bytes of JSON
+    ("process_returns_big", 990, 1000),
+    ("thread_returns_big_tuple", 200, 300),  # n strings "x": 4n + 1 bytes as an array
+])
 async def test_a_result_bigger_than_the_limit_fails_without_retries(
-    make_client: MakeClient, task: str
+    make_client: MakeClient, task: str, small: int, big: int
 ) -> None:
     client = await make_client(task_modules=FAULT_MODULES, max_result=1000)
-    small = await finished(client, (await submit(client, task, 990))["id"])
-    assert small["status"] == "succeeded"
-    assert len(small["result"]) == 990
-    big = await finished(client, (await submit(client, task, 1000))["id"])  # 1002 with quotes
+    fits = await finished(client, (await submit(client, task, small))["id"])
+    assert fits["status"] == "succeeded"
+    assert len(fits["result"]) == small
+    big = await finished(client, (await submit(client, task, big))["id"])
     assert big["status"] == "failed", big
     assert big["error"]["type"] == "ResultTooLarge"
     assert "OFFLOAD_MAX_RESULT (1000)" in big["error"]["message"]
