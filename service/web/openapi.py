@@ -321,14 +321,7 @@ def _variants(task_type: TaskType, properties: dict[str, Schema], options: Schem
         skipped = [p for p in positional[k:] if p.kind is p.POSITIONAL_ONLY]
         if any(p.default is p.empty for p in skipped):
             continue  # a required positional-only parameter cannot be left out
-        args: Schema = {"type": "array", "minItems": k}
-        if k:
-            args["prefixItems"] = [_prop(properties, p.name) for p in positional[:k]]
-        if var_args is not None and k == len(positional):
-            args["items"] = _prop(properties, var_args.name).get("items", {})
-        else:
-            args["items"] = False
-            args["maxItems"] = k
+        args = _args_schema(k, positional, var_args, properties)
         keywords = [*by_keyword, *keyword_only]
         kwargs: Schema = {
             "type": "object",
@@ -349,6 +342,20 @@ def _variants(task_type: TaskType, properties: dict[str, Schema], options: Schem
                            **options},
         })
     return variants
+
+
+def _args_schema(k: int, positional: list[inspect.Parameter],
+                 var_args: inspect.Parameter | None, properties: dict[str, Schema]) -> Schema:
+    """``args`` holding the first ``k`` positional parameters (and ``*args`` after all)."""
+    args: Schema = {"type": "array", "minItems": k}
+    if k:
+        args["prefixItems"] = [_prop(properties, p.name) for p in positional[:k]]
+    if var_args is not None and k == len(positional):
+        args["items"] = _prop(properties, var_args.name).get("items", {})
+    else:
+        args["items"] = False
+        args["maxItems"] = k
+    return args
 
 
 def _prop(properties: dict[str, Schema], name: str) -> Schema:
