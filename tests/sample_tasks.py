@@ -22,6 +22,11 @@ class Gate:
         if not await asyncio.to_thread(self.started.wait, timeout):
             raise TimeoutError("the task did not start")
 
+    async def hold(self) -> None:
+        """For async tasks: mark started, then wait until the test opens the gate."""
+        self.started.set()
+        await self.released_async.wait()
+
     def open(self) -> None:
         """Release the task (call from the event loop's thread)."""
         self.released.set()
@@ -45,9 +50,7 @@ def reset_gates() -> None:
 @task
 async def wait_for_release(key: str) -> str:
     """Async: marks its gate started, then waits until the test opens it."""
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     return key
 
 
@@ -135,9 +138,7 @@ async def slow_with_type_timeout(seconds: float) -> float:
 
 @task(concurrency=1)
 async def one_at_a_time(key: str) -> str:
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     return key
 
 

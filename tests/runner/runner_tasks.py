@@ -36,9 +36,7 @@ def sleep_reporting_pid(seconds: float) -> int:
 
 @task(timeout=0.1)
 async def gate_with_type_timeout(key: str) -> str:
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     return key
 
 
@@ -58,9 +56,7 @@ def thread_notes_cancel(key: str) -> str:
 @task(retries=2, retry_on=(ConnectionError,), retry_backoff=0.01)
 async def gate_then_fail(key: str) -> None:
     """Async: waits for its gate, then fails with a retryable error."""
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     raise ConnectionError(f"attempt {current_task().attempt} failed")
 
 
@@ -72,9 +68,7 @@ async def always_fails() -> None:
 @task
 async def progress_then_gate(key: str) -> str:
     report_progress(1, 2, "half")
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     return key
 
 
@@ -100,9 +94,7 @@ async def idempotent_echo(value: int) -> int:
 
 @task(idempotent=True)
 async def idempotent_gate(key: str) -> str:
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     return key
 
 

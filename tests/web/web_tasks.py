@@ -12,9 +12,7 @@ async def progress_then_wait(key: str, n: int) -> int:
     """Reports progress 1..n of n, marks its gate started, then waits for the gate."""
     for i in range(1, n + 1):
         report_progress(i, n, f"step {i}")
-    g = gate(key)
-    g.started.set()
-    await g.released_async.wait()
+    await gate(key).hold()
     return n
 
 
