@@ -115,7 +115,7 @@ class Scheduler:
         self._scheduled -= 1
         job.record.move(Status.QUEUED)
         self._queue.push(job)
-        self._spawn(self._store_and_publish(job, "status"))
+        self._spawn(self._save_status(job))
         self._pump()
 
     # -- starting ---------------------------------------------------------------------------
@@ -174,7 +174,7 @@ class Scheduler:
             loop = asyncio.get_running_loop()
             job.timer = loop.call_later(record.timeout, self._stop, job, "timeout")
         task_event(log, logging.DEBUG, "task_started", record, "started")
-        await self._store_and_publish(job, "status")
+        await self._save_status(job)
         return await self._attempt(job)
 
     async def _attempt(self, job: Job) -> Outcome:
@@ -261,7 +261,7 @@ class Scheduler:
         task_event(log, logging.INFO, "task_retry", record,
                    f"attempt {record.attempts} failed ({record.error.type}), retry in {delay:.2f}s",
                    error_type=record.error.type, error_message=record.error.message)
-        await self._store_and_publish(job, "status")
+        await self._save_status(job)
         if job.settled or record.status is not Status.SCHEDULED:
             return  # cancelled (or stopped) while the save was awaited
         if not self._draining:  # armed after the save: the retry cannot overtake it
@@ -282,7 +282,7 @@ class Scheduler:
             job.record.cancel_requested = False
             job.settled = True
             self._jobs.pop(job.record.id, None)
-            await self._store_and_publish(job, "status")
+            await self._save_status(job)
             return
         job.record.error = TaskError("Interrupted", why)
         await self._finalize(job, Status.FAILED)
@@ -295,7 +295,7 @@ class Scheduler:
         self._jobs.pop(record.id, None)
         self._metrics.of(record.name).finished(status.value).inc()
         log_outcome(record)
-        await self._store_and_publish(job, "status")
+        await self._save_status(job)
         await self.evict()
 
     async def evict(self) -> int:
@@ -303,9 +303,10 @@ class Scheduler:
         cutoff = time.time() - self._settings.result_ttl
         return await self._store.evict(cutoff, self._settings.max_records)
 
-    async def _store_and_publish(self, job: Job, kind: str) -> None:
+    async def _save_status(self, job: Job) -> None:
+        """Persist a status change, then tell listeners (they never see an unsaved state)."""
         await self._store.save(job.record)
-        self._hub.publish("status" if kind == "status" else "progress", job.record)
+        self._hub.publish("status", job.record)
 
     # -- cancelling and stopping ------------------------------------------------------------
 

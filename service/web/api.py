@@ -128,11 +128,9 @@ def json_body(view: View) -> View:
         if len(data) > limit:
             raise RequestEntityTooLarge(f"the request body is larger than {limit} bytes")
         try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequest("the request body is not valid UTF-8") from None
-        try:
             await request.get_json(force=True)  # parsed once: cached for quart-schema
+        except UnicodeDecodeError:  # Quart decodes the body before its own error handling
+            raise BadRequest("the request body is not valid UTF-8") from None
         except BadRequest:
             raise BadRequest(f"the request body is not valid JSON: {_json_error(data)}") from None
         return await view(*args, **kwargs)
