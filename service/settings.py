@@ -34,6 +34,7 @@ class Settings:
     thread_workers: int = 32
     process_workers: int = field(default_factory=_cpu_count)
     process_nice: int = 10
+    process_idle_priority: bool = True
     max_batch: int = 1000
     max_page: int = 1000
     max_wait: float = 60.0

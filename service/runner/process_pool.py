@@ -82,9 +82,10 @@ class _Worker:
 class ProcessExecutor(Executor):
     """Runs plain functions in worker processes at a lower CPU priority."""
 
-    def __init__(self, capacity: int, nice: int = 10) -> None:
+    def __init__(self, capacity: int, nice: int = 10, idle_priority: bool = True) -> None:
         self.capacity = capacity
         self._nice = nice
+        self._priority = "idle" if idle_priority else "normal"
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
 
@@ -124,6 +125,7 @@ class ProcessExecutor(Executor):
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "service.runner.process_worker", str(self._nice),
+            self._priority,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             limit=LINE_LIMIT,

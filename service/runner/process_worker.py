@@ -1,6 +1,6 @@
 """The child side of the process pool: JSON lines in, JSON lines out, nothing pickled.
 
-Started as ``python -m service.runner.process_worker NICE``. Reads one request a line on
+Started as ``python -m service.runner.process_worker NICE idle|normal``. Reads one request a line on
 stdin: ``{"module", "qualname", "args", "kwargs"}``; answers ``{"progress": {...}}`` lines
 and finally ``{"ok": value}`` or ``{"error": {"type", "message", "traceback", "mro"}}``.
 The task's own prints go to stderr, so they cannot corrupt the protocol.
@@ -25,9 +25,8 @@ PARENT_CHECK_INTERVAL = 0.5
 
 
 def main() -> None:
-    nice = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    if nice:
-        os.nice(nice)  # CPU-bound work must not starve the event loop's process
+    lower_priority(int(sys.argv[1]) if len(sys.argv) > 1 else 0,
+                   idle=len(sys.argv) > 2 and sys.argv[2] == "idle")
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -36,6 +35,19 @@ def main() -> None:
     _send(channel, lock, {"ready": os.getpid()})
     for line in sys.stdin:
         _send(channel, lock, _handle(json.loads(line), channel, lock))
+
+
+def lower_priority(nice: int, idle: bool) -> None:
+    """CPU-bound work must not starve the event loop's process. ``nice`` only weighs it
+    less (on 2 cores, 4 busy workers still delay a request by a time slice now and then);
+    Linux's SCHED_IDLE gives the CPU to any normal process the moment it wants it."""
+    if nice:
+        os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        except OSError:  # refused (a seccomp profile, say): the nice value still holds
+            pass
 
 
 def _exit_with_parent(parent_pid: int) -> None:

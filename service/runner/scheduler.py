@@ -46,7 +46,8 @@ class Scheduler:
         self._executors: dict[ExecutorName, Executor] = {
             "async": AsyncExecutor(settings.max_concurrency),
             "thread": ThreadExecutor(settings.thread_workers),
-            "process": ProcessExecutor(settings.process_workers, settings.process_nice),
+            "process": ProcessExecutor(settings.process_workers, settings.process_nice,
+                                       settings.process_idle_priority),
         }
         capacity = {name: e.capacity for name, e in self._executors.items()}
         self._queue = ReadyQueue(settings.max_concurrency, capacity)

@@ -87,6 +87,11 @@ def process_niceness() -> int:
     return os.nice(0)
 
 
+@task(executor="process")
+def process_scheduler_policy() -> int:
+    return os.sched_getscheduler(0)
+
+
 @task(idempotent=True)
 async def idempotent_echo(value: int) -> int:
     return value
