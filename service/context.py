@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 
 from .errors import TaskCancelled
 from .models import Progress
@@ -103,6 +103,11 @@ def cancel_requested() -> bool:
     return current_task().cancel_requested
 
 
-def set_current(context: TaskContext | None) -> None:
+def set_current(context: TaskContext | None) -> Token[TaskContext | None]:
     """Install ``context`` for the running task (used by the executors)."""
-    _current.set(context)
+    return _current.set(context)
+
+
+def reset_current(token: Token[TaskContext | None]) -> None:
+    """Undo :func:`set_current` once the task's code has returned."""
+    _current.reset(token)

@@ -234,7 +234,7 @@ class TaskService:
             raise
         for job in jobs:
             task_event(log, logging.DEBUG, "task_submitted", job.record, "accepted")
-            self.metrics.of(job.record.name).submitted.inc()
+            self.metrics.of(job.record.name).submitted += 1
             self.scheduler.enqueue(job)
 
     # -- looking up and acting ------------------------------------------------------------

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, float("inf"))
@@ -18,16 +24,8 @@ class Metrics:
 
     def __init__(self, gauges: Callable[[], dict[str, float]]) -> None:
         self.registry = CollectorRegistry()
-        self.submitted = Counter("offload_tasks_submitted", "Tasks accepted.", ["task"],
-                                 registry=self.registry)
-        self.finished = Counter("offload_tasks_finished", "Tasks that reached a terminal status.",
-                                ["task", "status"], registry=self.registry)
-        self.retried = Counter("offload_tasks_retried", "Attempts that failed and will be retried.",
-                               ["task"], registry=self.registry)
         self.rejected = Counter("offload_submissions_rejected", "Submissions refused.",
                                 ["reason"], registry=self.registry)
-        self.duration = Histogram("offload_task_duration_seconds", "Run time of one attempt.",
-                                  ["task"], buckets=DURATION_BUCKETS, registry=self.registry)
         self.loop_lag = Histogram("offload_event_loop_lag_seconds",
                                   "How late the event loop woke the watchdog's timer.",
                                   buckets=LAG_BUCKETS, registry=self.registry)
@@ -36,13 +34,13 @@ class Metrics:
                                     "that blocked it.", ["task"], registry=self.registry)
         self.registry.register(_LiveGauges(gauges))
         self._children: dict[str, TaskMetrics] = {}
+        self.registry.register(_TaskCollector(self._children))
 
     def of(self, task: str) -> TaskMetrics:
-        """The children of one task type (``labels()`` costs a look-up and a lock per call:
-        the task path asks for them once per type, not once per task)."""
+        """The figures of one task type, made on first use."""
         children = self._children.get(task)
         if children is None:
-            children = self._children[task] = TaskMetrics(self, task)
+            children = self._children[task] = TaskMetrics()
         return children
 
     def exposition(self) -> bytes:
@@ -51,23 +49,58 @@ class Metrics:
 
 
 class TaskMetrics:
-    """The metric children of one task type."""
+    """The figures of one task type, as plain numbers: the task path adds to them on the
+    event loop's thread only, so prometheus-client's lock per update (a few of them per
+    task) buys nothing; a scrape reads them through :class:`_TaskCollector`."""
 
-    __slots__ = ("_finished", "_metrics", "_task", "duration", "retried", "submitted")
+    __slots__ = ("buckets", "duration_sum", "finished", "retried", "submitted")
 
-    def __init__(self, metrics: Metrics, task: str) -> None:
-        self._metrics = metrics
-        self._task = task
-        self.submitted = metrics.submitted.labels(task)
-        self.retried = metrics.retried.labels(task)
-        self.duration = metrics.duration.labels(task)
-        self._finished: dict[str, Any] = {}
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.retried = 0
+        self.finished: dict[str, int] = {}
+        self.buckets = [0] * len(DURATION_BUCKETS)  # not cumulative: one per bucket
+        self.duration_sum = 0.0
 
-    def finished(self, status: str) -> Any:
-        child = self._finished.get(status)
-        if child is None:
-            child = self._finished[status] = self._metrics.finished.labels(self._task, status)
-        return child
+    def finish(self, status: str) -> None:
+        self.finished[status] = self.finished.get(status, 0) + 1
+
+    def observe(self, seconds: float) -> None:
+        """One attempt's run time into the duration histogram."""
+        self.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
+
+
+class _TaskCollector(Collector):
+    """Exposes every :class:`TaskMetrics` as Prometheus counters and a histogram."""
+
+    def __init__(self, children: dict[str, TaskMetrics]) -> None:
+        self._children = children
+
+    def collect(self) -> Iterable[Metric]:
+        submitted = CounterMetricFamily("offload_tasks_submitted", "Tasks accepted.",
+                                        labels=["task"])
+        finished = CounterMetricFamily("offload_tasks_finished",
+                                       "Tasks that reached a terminal status.",
+                                       labels=["task", "status"])
+        retried = CounterMetricFamily("offload_tasks_retried",
+                                      "Attempts that failed and will be retried.",
+                                      labels=["task"])
+        duration = HistogramMetricFamily("offload_task_duration_seconds",
+                                         "Run time of one attempt.", labels=["task"])
+        for task, figures in list(self._children.items()):
+            submitted.add_metric([task], figures.submitted)
+            retried.add_metric([task], figures.retried)
+            for status, count in list(figures.finished.items()):
+                finished.add_metric([task, status], count)
+            cumulative = itertools.accumulate(figures.buckets)
+            duration.add_metric([task], [(_bound(b), c) for b, c in zip(
+                DURATION_BUCKETS, cumulative, strict=True)], figures.duration_sum)
+        return [submitted, finished, retried, duration]
+
+
+def _bound(bucket: float) -> str:
+    return "+Inf" if bucket == float("inf") else repr(float(bucket))
 
 
 class _LiveGauges(Collector):

@@ -75,6 +75,32 @@ def test_ids_are_url_safe_and_carry_at_least_122_random_bits() -> None:
         assert looks_like_task_id(task_id)
 
 
+def test_ids_from_many_threads_at_once_are_distinct() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        batches = list(pool.map(lambda _: [new_task_id() for _ in range(3000)], range(8)))
+    ids = [task_id for batch in batches for task_id in batch]
+    assert len(set(ids)) == len(ids) == 24_000
+
+
+def test_a_forked_child_does_not_reuse_the_parents_ids() -> None:
+    import os
+
+    new_task_id()  # the parent now holds a partly used buffer
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave at once
+        os.write(write_end, " ".join(new_task_id() for _ in range(10)).encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = set(os.read(read_end, 4096).decode().split())
+    os.close(read_end)
+    assert len(child) == 10
+    assert child.isdisjoint(new_task_id() for _ in range(10))
+
+
 def test_records_get_distinct_ids() -> None:
     assert TaskRecord(name="t").id != TaskRecord(name="t").id
 

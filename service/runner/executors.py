@@ -8,7 +8,7 @@ import functools
 from abc import ABC, abstractmethod
 from typing import Any
 
-from ..context import TaskContext, set_current
+from ..context import TaskContext, reset_current, set_current
 from ..registry import BoundCall, TaskType
 from .threads import DaemonThreadPool
 
@@ -39,8 +39,12 @@ class AsyncExecutor(Executor):
         self.capacity = capacity
 
     async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
-        set_current(context)  # each task runs in an asyncio.Task of its own: no leak
-        return await task_type.fn(*call.args, **call.kwargs)
+        # The scheduler's worker runs the next task in the same asyncio task: reset after.
+        token = set_current(context)
+        try:
+            return await task_type.fn(*call.args, **call.kwargs)
+        finally:
+            reset_current(token)
 
 
 class ThreadExecutor(Executor):

@@ -24,6 +24,8 @@ class Job:
     stop_reason: StopReason | None = None
     dequeued: bool = False  # taken out of the ready queue (cancelled, or shutting down)
     settled: bool = False  # the record reached a terminal status for this run
+    attempting: bool = False  # in the task's own code, where a cancel may land
+    cancel_sent: bool = False  # the runner was cancelled (once) to stop this attempt
 
     @property
     def sort_key(self) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """The child side of the process pool: JSON lines in, JSON lines out, nothing pickled.
 
-Started as ``python -m service.runner.process_worker NICE idle|normal``. Reads one request a line on
-stdin: ``{"module", "qualname", "args", "kwargs"}``; answers ``{"progress": {...}}`` lines
+Started as ``python -m service.runner.process_worker NICE idle|normal``. Reads one request
+a line on stdin: ``{"module", "qualname", "args", "kwargs"}``; answers ``{"progress": {...}}`` lines
 and finally ``{"ok": value}`` or ``{"error": {"type", "message", "traceback", "mro"}}``.
 The task's own prints go to stderr, so they cannot corrupt the protocol.
 """

@@ -124,9 +124,28 @@ class Scheduler:
     def _pump(self) -> None:
         while not self._draining and (job := self._queue.pop_startable()) is not None:
             # a fresh context: the run must not inherit the request that happened to pump
-            job.runner = asyncio.create_task(self._run(job), name=f"offload:{job.record.id}",
-                                             context=contextvars.Context())
-            job.runner.add_done_callback(_report_crash)
+            worker = asyncio.create_task(self._work(job), name=f"offload:{job.record.id}",
+                                         context=contextvars.Context())
+            job.runner = worker
+            worker.add_done_callback(_report_crash)
+
+    async def _work(self, job: Job) -> None:
+        """Run jobs one after another while startable ones wait: a burst of short tasks
+        costs one asyncio task per slot, not one per task."""
+        while True:
+            try:
+                await self._run(job)
+                if _being_cancelled():  # from outside, while the job settled: honour it
+                    raise asyncio.CancelledError
+            except BaseException:
+                self._pump()  # this worker is gone: others take the queue
+                raise
+            await asyncio.sleep(0)  # the loop's other callbacks run between two jobs
+            next_job = None if self._draining else self._queue.pop_startable()
+            if next_job is None:
+                return
+            job = next_job
+            job.runner = asyncio.current_task()
 
     async def _run(self, job: Job) -> None:
         try:
@@ -139,7 +158,6 @@ class Scheduler:
             self._queue.release(job)
             if job.runner is asyncio.current_task():  # a retry may already have a new one
                 job.runner = None
-            self._pump()
 
     async def _give_up(self, job: Job) -> None:
         """An internal error (e.g. the store failed) cut the task's path: it must not stay
@@ -161,8 +179,7 @@ class Scheduler:
     async def _run_once(self, job: Job) -> Outcome:
         try:
             return await self._begin_and_attempt(job)
-        except asyncio.CancelledError:
-            _uncancel()
+        except asyncio.CancelledError:  # from outside (the loop is closing): a shutdown
             job.stop_reason = job.stop_reason or "shutdown"
             return Outcome()
 
@@ -189,22 +206,25 @@ class Scheduler:
         if job.stop_reason is not None:  # cancelled while it was being marked running
             return Outcome()
         started = time.perf_counter()
+        job.attempting, job.cancel_sent = True, False
         try:
             value = await executor.run(job.task_type, job.call, context)
             self._check_result(value)
             return Outcome(value=value)
         except asyncio.CancelledError as exc:
             if job.stop_reason is not None:
-                _uncancel()
                 return Outcome()
-            if _being_cancelled():  # by somebody else (the loop is closing): not ours
+            if _being_cancelled(int(job.cancel_sent)):  # by somebody else (the loop is closing): not ours
                 raise
             return Outcome(error=exc)  # raised by the task's own code: its failure
         except Exception as exc:
             return Outcome(error=exc)
         finally:
+            job.attempting = False
+            if job.cancel_sent:  # the worker runs other jobs next: no cancel may linger
+                _uncancel()
             elapsed = time.perf_counter() - started
-            self._metrics.of(job.task_type.name).duration.observe(elapsed)
+            self._metrics.of(job.task_type.name).observe(elapsed)
 
     def _check_result(self, value: JSON) -> None:
         jsonutil.check(value)
@@ -257,7 +277,7 @@ class Scheduler:
         record.scheduled_at = time.time() + self._backoff(job)
         record.cancel_requested = False
         job.stop_reason = None
-        self._metrics.of(record.name).retried.inc()
+        self._metrics.of(record.name).retried += 1
         delay = record.scheduled_at - time.time()
         task_event(log, logging.INFO, "task_retry", record,
                    f"attempt {record.attempts} failed ({record.error.type}), retry in {delay:.2f}s",
@@ -294,7 +314,7 @@ class Scheduler:
         record.finished_at = time.time()
         job.settled = True
         self._jobs.pop(record.id, None)
-        self._metrics.of(record.name).finished(status.value).inc()
+        self._metrics.of(record.name).finish(status.value)
         log_outcome(record)
         await self._save_status(job)
         await self.evict()
@@ -330,7 +350,10 @@ class Scheduler:
         job.timer = None if reason == "timeout" else job.timer
         job.stop_reason = job.stop_reason or reason
         job.record.cancel_requested = True
-        if job.runner is not None and self._executors[job.task_type.executor].cancellable:
+        # Only while it is in the task's own code: the worker's own steps run to their end.
+        if (job.attempting and not job.cancel_sent and job.runner is not None
+                and self._executors[job.task_type.executor].cancellable):
+            job.cancel_sent = True
             job.runner.cancel()
 
     async def drain(self, grace: float) -> None:
@@ -382,9 +405,10 @@ def _uncancel() -> None:
         task.uncancel()
 
 
-def _being_cancelled() -> bool:
+def _being_cancelled(ours: int = 0) -> bool:
+    """Cancelled more often than the scheduler itself did (``ours``): by the loop's owner."""
     task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
+    return task is not None and task.cancelling() > ours
 
 
 def _report_crash(task: asyncio.Task[Any]) -> None:
