@@ -206,14 +206,15 @@ class TaskService:
     def _prepare(self, submission: Submission, owner: str | None,
                  idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
         task_type = self.registry.get(submission.name)
-        _check_json(submission)
-        call = task_type.bind(list(submission.args), submission.kwargs)
+        args, kwargs = list(submission.args), dict(submission.kwargs)  # the record's own
+        _check_json(args, kwargs)
+        call = task_type.bind(args, kwargs)
         _check_options(submission, self.settings.max_delay)
         if idempotency_key is not None:  # fingerprint only what is known to be JSON
             request_hash = request_hash or submission.fingerprint()
         now = time.time()
         record = TaskRecord(
-            name=task_type.name, args=list(submission.args), kwargs=dict(submission.kwargs),
+            name=task_type.name, args=args, kwargs=kwargs,
             priority=submission.priority, max_attempts=task_type.max_attempts,
             timeout=submission.timeout or task_type.timeout, created_at=now, owner=owner,
             idempotency_key=idempotency_key, request_hash=request_hash)
@@ -344,9 +345,9 @@ class TaskService:
         return TaskHandle(self, task_id)
 
 
-def _check_json(submission: Submission) -> None:
+def _check_json(args: list[JSON], kwargs: dict[str, JSON]) -> None:
     errors = []
-    for field, value in (("args", list(submission.args)), ("kwargs", submission.kwargs)):
+    for field, value in (("args", args), ("kwargs", kwargs)):
         try:
             jsonutil.check(value)
         except jsonutil.NotJSON as exc:

@@ -65,7 +65,10 @@ class TaskType:
         """Check ``args``/``kwargs`` against the signature and type hints; coerce them.
 
         Raises :class:`InvalidSubmission` naming each bad field (``args.1``, ``kwargs.b``).
+        The call keeps ``args`` and ``kwargs`` themselves as its JSON form: not copied.
         """
+        if not (self._params or args or kwargs):  # nothing to check, nothing to coerce
+            return BoundCall((), {}, args, kwargs)
         named, origin, errors = _assign(self._params, args, kwargs)
         assert self._adapter is not None
         try:
@@ -75,7 +78,7 @@ class TaskType:
         if errors:
             raise InvalidSubmission(errors)
         call_args, call_kwargs = _call_shape(self._params, values)
-        return BoundCall(call_args, call_kwargs, list(args), dict(kwargs))
+        return BoundCall(call_args, call_kwargs, args, kwargs)
 
     def parameters_schema(self) -> dict[str, JSON]:
         """JSON Schema of the keyword form of the arguments (made once, then a copy)."""

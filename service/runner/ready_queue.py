@@ -2,24 +2,73 @@
 
 from __future__ import annotations
 
+import bisect
 import heapq
-from collections import Counter
+from collections import Counter, deque
 
 from ..registry import Executor
 from .job import Job
 
-_Entry = tuple[int, int, Job]
 REBUILD_SLACK = 64
 
 
+class _Lane:
+    """The queued jobs of one task type: a FIFO per priority level, and a heap of the
+    levels present (most tasks share one level, so a push and a pop cost O(1))."""
+
+    __slots__ = ("dead", "levels", "order")
+
+    def __init__(self) -> None:
+        self.levels: dict[int, deque[Job]] = {}
+        self.order: list[int] = []  # heap of -priority, one entry per level present
+        self.dead = 0  # discarded jobs still in the FIFOs
+
+    def push(self, job: Job) -> None:
+        key = -job.record.priority
+        fifo = self.levels.get(key)
+        if fifo is None:
+            fifo = self.levels[key] = deque()
+            heapq.heappush(self.order, key)
+        if fifo and fifo[-1].record.seq > job.record.seq:  # a retry: back to its place
+            fifo.insert(bisect.bisect(fifo, job.record.seq, key=_seq_of), job)
+        else:
+            fifo.append(job)
+
+    def head(self) -> Job | None:
+        """The best job still queued (discarded ones at the front are dropped on the way)."""
+        while self.order:
+            fifo = self.levels[self.order[0]]
+            while fifo and fifo[0].dequeued:
+                fifo.popleft()
+                self.dead = max(0, self.dead - 1)
+            if fifo:
+                return fifo[0]
+            del self.levels[heapq.heappop(self.order)]
+        return None
+
+    def pop(self) -> Job:
+        return self.levels[self.order[0]].popleft()
+
+    def size(self) -> int:
+        return sum(len(fifo) for fifo in self.levels.values())
+
+    def compact(self) -> None:
+        for key, fifo in list(self.levels.items()):
+            self.levels[key] = deque(job for job in fifo if not job.dequeued)
+        self.dead = 0
+
+
+def _seq_of(job: Job) -> int:
+    return job.record.seq
+
+
 class ReadyQueue:
-    """One heap per task type, so a type at its own limit never blocks the others."""
+    """One lane per task type, so a type at its own limit never blocks the others."""
 
     def __init__(self, max_concurrency: int, executor_capacity: dict[Executor, int]) -> None:
         self.max_concurrency = max_concurrency
         self._executor_capacity = executor_capacity
-        self._lanes: dict[str, list[_Entry]] = {}
-        self._dead: Counter[str] = Counter()  # discarded entries still in each lane
+        self._lanes: dict[str, _Lane] = {}
         self._size = 0
         self.running = 0
         self._running_by_type: Counter[str] = Counter()
@@ -30,38 +79,40 @@ class ReadyQueue:
 
     def push(self, job: Job) -> None:
         job.dequeued = False
-        priority, seq = job.sort_key
-        heapq.heappush(self._lanes.setdefault(job.task_type.name, []), (priority, seq, job))
+        lane = self._lanes.get(job.task_type.name)
+        if lane is None:
+            lane = self._lanes[job.task_type.name] = _Lane()
+        lane.push(job)
         self._size += 1
 
     def discard(self, job: Job) -> None:
-        """Take a queued job out; its heap entry is skipped later instead of searched for now,
-        unless dead entries pile up behind a head that cannot start (then the lane is rebuilt,
-        so that cancelled jobs do not stay in memory)."""
+        """Take a queued job out; it is skipped later instead of searched for now, unless
+        dead jobs pile up behind a head that cannot start (then the lane is compacted, so
+        that cancelled jobs do not stay in memory)."""
         if job.dequeued:
             return
         job.dequeued = True
         self._size -= 1
-        name = job.task_type.name
-        self._dead[name] += 1
-        lane = self._lanes[name]
-        if self._dead[name] > REBUILD_SLACK and self._dead[name] * 2 > len(lane):
-            lane[:] = [entry for entry in lane if not entry[2].dequeued]
-            heapq.heapify(lane)
-            self._dead[name] = 0
+        lane = self._lanes[job.task_type.name]
+        lane.dead += 1
+        if lane.dead > REBUILD_SLACK and lane.dead * 2 > lane.size():
+            lane.compact()
 
     def pop_startable(self) -> Job | None:
         """The best job that may start now, counted as running; None if none may."""
-        if self.running >= self.max_concurrency:
+        if self.running >= self.max_concurrency or not self._size:
             return None
-        best: list[_Entry] | None = None
+        best: _Lane | None = None
+        best_key = (0, 0)
         for lane in self._lanes.values():
-            self._drop_discarded(lane)
-            if lane and self._may_start(lane[0][2]) and (best is None or lane[0] < best[0]):
-                best = lane
+            head = lane.head()
+            if head is not None and self._may_start(head):
+                key = (-head.record.priority, head.record.seq)
+                if best is None or key < best_key:
+                    best, best_key = lane, key
         if best is None:
             return None
-        job = heapq.heappop(best)[2]
+        job = best.pop()
         job.dequeued = True
         self._size -= 1
         self._count(job, +1)
@@ -73,10 +124,9 @@ class ReadyQueue:
 
     def drain(self) -> list[Job]:
         """Empty the queue, returning the jobs that were still waiting."""
-        jobs = [entry[2] for lane in self._lanes.values() for entry in lane
-                if not entry[2].dequeued]
+        jobs = [job for lane in self._lanes.values() for fifo in lane.levels.values()
+                for job in fifo if not job.dequeued]
         self._lanes.clear()
-        self._dead.clear()
         self._size = 0
         for job in jobs:
             job.dequeued = True
@@ -95,9 +145,3 @@ class ReadyQueue:
         self.running += delta
         self._running_by_type[job.task_type.name] += delta
         self._running_by_executor[job.task_type.executor] += delta
-
-    def _drop_discarded(self, lane: list[_Entry]) -> None:
-        while lane and lane[0][2].dequeued:
-            job = heapq.heappop(lane)[2]
-            if self._dead[job.task_type.name] > 0:
-                self._dead[job.task_type.name] -= 1

@@ -168,4 +168,20 @@ def test_cancelled_jobs_behind_a_blocked_head_do_not_pile_up() -> None:
         q.push(cancelled)
         q.discard(cancelled)
     assert len(q) == 1
-    assert sum(len(lane) for lane in q._lanes.values()) < 200
+    assert sum(lane.size() for lane in q._lanes.values()) < 200
+
+
+def test_a_job_pushed_again_goes_between_later_and_earlier_ones() -> None:
+    q = queue(limit=1)
+    first, second, third = job("first"), job("second"), job("third")
+    q.push(second)
+    assert q.pop_startable() is second
+    q.release(second)
+    q.push(first)  # pushed again below: it was submitted before the others
+    q.push(third)
+    q.push(second)
+    order = []
+    while (popped := q.pop_startable()) is not None:
+        order.append(popped)
+        q.release(popped)
+    assert labels(order) == ["first", "second", "third"]
