@@ -8,6 +8,7 @@ The task's own prints go to stderr, so they cannot corrupt the protocol.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -44,10 +45,9 @@ def lower_priority(nice: int, idle: bool) -> None:
     if nice:
         os.nice(nice)
     if idle and hasattr(os, "SCHED_IDLE"):
-        try:
+        # refused (a seccomp profile, say): the nice value still holds
+        with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        except OSError:  # refused (a seccomp profile, say): the nice value still holds
-            pass
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -214,7 +214,7 @@ class Scheduler:
         except asyncio.CancelledError as exc:
             if job.stop_reason is not None:
                 return Outcome()
-            if _being_cancelled(int(job.cancel_sent)):  # by somebody else (the loop is closing): not ours
+            if _being_cancelled(int(job.cancel_sent)):  # by another (the loop is closing)
                 raise
             return Outcome(error=exc)  # raised by the task's own code: its failure
         except Exception as exc:
