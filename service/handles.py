@@ -39,6 +39,8 @@ class TaskHandle:
 
     async def wait(self, timeout: float | None = None) -> TaskRecord:
         """Wait until the task is terminal; raise :class:`TimeoutError` if ``timeout`` passes."""
+        if self.record is not None and self.record.terminal:
+            return self.record  # a terminal record never changes again
         self.record = await self._service.wait(self.id, timeout)
         if not self.record.terminal:
             raise TimeoutError(f"task {self.id} is still {self.record.status}")

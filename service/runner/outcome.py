@@ -28,6 +28,8 @@ class Outcome:
 
 def log_outcome(record: TaskRecord) -> None:
     error = record.error
+    if record.status is Status.SUCCEEDED and not log.isEnabledFor(logging.DEBUG):
+        return  # the common case, and its line is off by default: nothing to format
     took = (record.finished_at or 0.0) - (record.started_at or record.created_at)
     if record.status is not Status.FAILED or error is None:
         level = logging.DEBUG if record.status is Status.SUCCEEDED else logging.INFO

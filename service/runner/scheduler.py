@@ -132,20 +132,24 @@ class Scheduler:
     async def _work(self, job: Job) -> None:
         """Run jobs one after another while startable ones wait: a burst of short tasks
         costs one asyncio task per slot, not one per task."""
+        worker = asyncio.current_task()
         while True:
             try:
                 await self._run(job)
-                if _being_cancelled():  # from outside, while the job settled: honour it
+                if worker is not None and worker.cancelling():  # from outside: honour it
                     raise asyncio.CancelledError
             except BaseException:
                 self._pump()  # this worker is gone: others take the queue
                 raise
+            finally:
+                if job.runner is worker:  # a retry may already have a runner of its own
+                    job.runner = None
             await asyncio.sleep(0)  # the loop's other callbacks run between two jobs
             next_job = None if self._draining else self._queue.pop_startable()
             if next_job is None:
                 return
             job = next_job
-            job.runner = asyncio.current_task()
+            job.runner = worker
 
     async def _run(self, job: Job) -> None:
         try:
@@ -156,8 +160,6 @@ class Scheduler:
             raise  # logged by _report_crash
         finally:  # whatever happens (even a store error), the slot is given back
             self._queue.release(job)
-            if job.runner is asyncio.current_task():  # a retry may already have a new one
-                job.runner = None
 
     async def _give_up(self, job: Job) -> None:
         """An internal error (e.g. the store failed) cut the task's path: it must not stay
