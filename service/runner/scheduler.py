@@ -32,6 +32,9 @@ from .ready_queue import ReadyQueue
 
 log = logging.getLogger("offload.scheduler")
 STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
+# How long a worker may run jobs back to back before it lets the loop's other callbacks
+# run (a job that awaits something has let them run anyway).
+WORKER_TURN = 0.001
 
 
 class Scheduler:
@@ -133,6 +136,8 @@ class Scheduler:
         """Run jobs one after another while startable ones wait: a burst of short tasks
         costs one asyncio task per slot, not one per task."""
         worker = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        turn_began = loop.time()
         while True:
             try:
                 await self._run(job)
@@ -144,7 +149,9 @@ class Scheduler:
             finally:
                 if job.runner is worker:  # a retry may already have a runner of its own
                     job.runner = None
-            await asyncio.sleep(0)  # the loop's other callbacks run between two jobs
+            if loop.time() - turn_began >= WORKER_TURN:  # the loop's other callbacks run
+                await asyncio.sleep(0)
+                turn_began = loop.time()
             next_job = None if self._draining else self._queue.pop_startable()
             if next_job is None:
                 return

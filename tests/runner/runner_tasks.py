@@ -87,6 +87,12 @@ def process_niceness() -> int:
     return os.nice(0)
 
 
+@task
+async def worker_name() -> str:
+    worker = asyncio.current_task()
+    return "" if worker is None else worker.get_name()
+
+
 @task(executor="process")
 def process_scheduler_policy() -> int:
     return os.sched_getscheduler(0)

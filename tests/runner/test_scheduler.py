@@ -731,23 +731,46 @@ async def test_internal_crash_is_logged_frees_the_slot_and_ends_the_task(
 async def test_cancel_right_after_the_pump_picked_the_task(
     make_service: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # The slot frees, the pump starts a runner for the next task, and a cancel arrives in the
-    # same turn of the loop, before that runner's first step: cancelled, quietly, once.
+    # A free slot: the submit hands the task to a new worker, and a cancel arrives in the
+    # same turn of the loop, before that worker's first step: cancelled, quietly, once.
     service = await started(make_service, max_concurrency=1)
-    first, _ = await service.submit(Submission("wait_for_release", ["first"]))
     second, _ = await service.submit(Submission("add", [1, 2]))
-    await gate("first").wait_started()
+    assert service.scheduler.running == 1  # picked by the pump, not yet begun
+    assert second.status is Status.QUEUED
     events = service.hub.subscribe(second.id)
-    gate("first").open()
-    await service.wait(first.id, timeout=5)
-    assert second.status is Status.QUEUED  # picked by the pump, not yet begun
     await service.cancel(second.id)
     done = await service.wait(second.id, timeout=5)
     assert done.status is Status.CANCELLED
+    assert done.attempts == 0
     assert [e.task["status"] async for e in events] == ["cancelled"]
     third, _ = await service.submit(Submission("add", [2, 2]))  # the slot came back
     assert (await service.wait(third.id, timeout=5)).result == 4
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_worker_runs_the_next_queued_tasks_in_its_slot(make_service: Factory) -> None:
+    service = await started(make_service, max_concurrency=1)
+    first, _ = await service.submit(Submission("wait_for_release", ["first"]))
+    later = [(await service.submit(Submission("worker_name")))[0] for _ in range(3)]
+    await gate("first").wait_started()
+    gate("first").open()
+    names = [(await service.wait(r.id, timeout=5)).result for r in later]
+    assert names == [f"offload:{first.id}"] * 3  # no asyncio task of their own
+    assert (await service.stats())["running"] == 0
+
+
+async def test_a_burst_of_short_tasks_lets_the_loop_run_other_callbacks(
+    make_service: Factory,
+) -> None:
+    service = await started(make_service, max_queue=20_000, max_concurrency=4)
+    records = [(await service.submit(Submission("add", [i, 1])))[0] for i in range(20_000)]
+    seen: list[int] = []
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: seen.append(sum(r.terminal for r in records)))
+    await service.wait(records[-1].id, timeout=60)
+    assert len(seen) == 1
+    assert seen[0] < len(records)  # it ran while the burst was still going
+    assert all(r.result == i + 1 for i, r in enumerate(records))
 
 
 def test_tracebacks_are_formatted_without_parsing_source() -> None:
