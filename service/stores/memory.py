@@ -57,12 +57,14 @@ class MemoryStore(TaskStore):
         self._next_seq = 1
 
     async def add(self, records: Sequence[TaskRecord]) -> None:
+        everyone = self._order[_EVERYONE]
         for record in records:
-            record.seq = self._next_seq
+            record.seq = seq = self._next_seq
             self._next_seq += 1
             self._records[record.id] = record
-            for key in _keys(record):
-                self._order.setdefault(key, _SeqIndex()).append(record.seq, record.id)
+            everyone.append(seq, record.id)
+            if record.owner is not None:
+                self._order.setdefault(record.owner, _SeqIndex()).append(seq, record.id)
             self._track(record)
             if record.idempotency_key is not None:
                 self._idempotency[(record.owner, record.idempotency_key)] = record.id
@@ -72,26 +74,36 @@ class MemoryStore(TaskStore):
             self._track(record)
 
     def _track(self, record: TaskRecord) -> None:
+        """Move the record's count and index entries from its last saved status to its
+        status now (on every save: the task path's hottest store code)."""
+        status = record.status
         previous = self._status_of.get(record.id)
-        if previous is record.status:
+        if previous is status:
             return
+        self._status_of[record.id] = status
+        counts = self._counts[_EVERYONE]
+        counts[status] += 1
         if previous is not None:
-            self._count(record, previous, -1)
-        self._count(record, record.status, +1)
-        self._status_of[record.id] = record.status
-        if record.status in TERMINAL:
+            counts[previous] -= 1
+            if previous in ACTIVE:
+                self._active[previous].discard(record.id)
+        if status in ACTIVE:
+            self._active[status].add(record.id)
+        elif status in TERMINAL:
             self._finished[record.id] = record.finished_at or 0.0
-
-    def _count(self, record: TaskRecord, status: Status, delta: int) -> None:
-        self._counts[_EVERYONE][status] += delta
         if record.owner is not None:
             owned = self._counts.get(record.owner)
             if owned is None:
                 owned = self._counts[record.owner] = Counter()
-            owned[status] += delta
-        if status in ACTIVE and delta > 0:
-            self._active[status].add(record.id)
-        elif status in ACTIVE:
+            owned[status] += 1
+            if previous is not None:
+                owned[previous] -= 1
+
+    def _uncount(self, record: TaskRecord, status: Status) -> None:
+        self._counts[_EVERYONE][status] -= 1
+        if record.owner is not None:
+            self._counts[record.owner][status] -= 1
+        if status in ACTIVE:
             self._active[status].discard(record.id)
 
     async def get(self, task_id: str) -> TaskRecord | None:
@@ -101,7 +113,7 @@ class MemoryStore(TaskStore):
         record = self._records.pop(task_id, None)
         if record is None:
             return False
-        self._count(record, self._status_of.pop(task_id), -1)
+        self._uncount(record, self._status_of.pop(task_id))
         self._finished.pop(task_id, None)
         if record.idempotency_key is not None:
             self._idempotency.pop((record.owner, record.idempotency_key), None)

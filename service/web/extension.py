@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
-from quart import Quart, g, request
+from quart import Quart, Response, g, request
+from quart.typing import ResponseTypes
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
 from typing_extensions import Unpack
@@ -22,6 +23,8 @@ from .auth import TokenAuth
 from .openapi import OffloadOpenAPIProvider
 from .ops import public
 from .request_ids import install as install_request_ids
+
+MakeResponse = Callable[[Any], Awaitable[ResponseTypes]]
 
 for _blueprint in (api, public):
     install_request_ids(_blueprint)
@@ -114,10 +117,29 @@ def _document(app: Quart) -> None:
     (unless it brought its own provider)."""
     existing: QuartSchema | None = app.extensions.get("QUART_SCHEMA")
     if existing is None:
+        plain = app.make_response
         QuartSchema(app, info={"title": "Offload", "version": "0.1.0"},
                     openapi_provider_class=OffloadOpenAPIProvider)
+        _skip_conversion_of_responses(app, plain)
     elif type(existing.openapi_provider) is OpenAPIProvider:
         existing.openapi_provider = OffloadOpenAPIProvider(app, existing)
+
+
+def _skip_conversion_of_responses(app: Quart, plain: MakeResponse) -> None:
+    """A view's ready :class:`Response` goes straight to Quart's ``make_response``.
+
+    quart-schema wraps ``make_response`` to turn returned models into JSON; for a Response
+    (what every Offload view returns) its conversion gives back the same object, after
+    some ten config and type look-ups on each request. Anything else still goes through it.
+    """
+    converting = app.make_response
+
+    async def make_response(result: Any) -> ResponseTypes:
+        if isinstance(result, Response):
+            return await plain(result)
+        return await converting(result)
+
+    app.make_response = make_response  # type: ignore[method-assign]
 
 
 def _use_strict_json(app: Quart) -> None:
