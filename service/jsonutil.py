@@ -70,21 +70,26 @@ def check(value: Any) -> None:
     ``{"1": 2}`` (json) and take dates, UUIDs and dataclasses: a stored value must come back
     the same from JSON. Lists and tuples are arrays; nesting stops at ``MAX_DEPTH``.
     """
-    kind = value.__class__
-    if value is None or (kind in _CONTAINERS and not value):
-        return  # the common cases, without the walk
-    if kind in _PLAIN:
+    if value.__class__ not in _CONTAINERS:
         _check_scalar(value)
         return
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
-        item, depth = stack.pop()
-        if isinstance(item, list | tuple | dict):
-            if depth >= MAX_DEPTH:
-                raise NotJSON(f"nested deeper than {MAX_DEPTH} levels")
-            stack.extend((child, depth + 1) for child in _children(item))
-        else:
-            _check_scalar(item)
+        container, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            raise NotJSON(f"nested deeper than {MAX_DEPTH} levels")
+        for item in _children(container):
+            kind = item.__class__
+            if kind is int:  # the common scalars first, each in a line or two
+                if item.bit_length() > 64:
+                    _check_big_int(item)
+            elif kind is str:
+                if not item.isascii():
+                    _check_str(item)
+            elif kind in _CONTAINERS or isinstance(item, list | tuple | dict):
+                stack.append((item, depth + 1))
+            else:
+                _check_scalar(item)
 
 
 def _children(container: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> Any:

@@ -99,7 +99,19 @@ def isoformat(timestamp: float | None) -> str | None:
     """Epoch seconds to RFC 3339 in UTC with microseconds and a trailing Z."""
     if timestamp is None:
         return None
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    moment = datetime.fromtimestamp(timestamp, UTC)  # rounds to the microsecond, as ever
+    second = (moment.toordinal() * 86_400 + moment.hour * 3600 + moment.minute * 60
+              + moment.second)
+    prefix = _seconds.get(second)
+    if prefix is None:  # a task's times, and a page of tasks, mostly share a few seconds
+        if len(_seconds) >= SECONDS_KEPT:
+            _seconds.clear()
+        prefix = _seconds[second] = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{prefix}.{moment.microsecond:06d}Z"
+
+
+SECONDS_KEPT = 4096
+_seconds: dict[int, str] = {}
 
 
 @dataclass(slots=True)

@@ -118,6 +118,16 @@ def test_looks_like_task_id_accepts_dash_and_underscore() -> None:
     assert looks_like_task_id("-" * 12 + "_" * 12)
 
 
+def test_isoformat_agrees_with_datetime_across_seconds_and_rounding() -> None:
+    from datetime import UTC, datetime
+
+    moments = [-0.5, -0.0000004, -1.0, 0.0, 0.9999996, 1e9 + 0.9999996, 1_700_000_000.25,
+               4e9 + 0.123456, *(1_700_000_000 + i * 0.3217 for i in range(5000))]
+    for moment in moments:
+        expected = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert isoformat(moment) == expected, moment
+
+
 def test_isoformat_is_utc_with_microseconds_and_z() -> None:
     assert isoformat(None) is None
     assert isoformat(0.0) == "1970-01-01T00:00:00.000000Z"
