@@ -23,13 +23,14 @@ EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
 
 @dataclass(frozen=True, slots=True)
 class BoundCall:
-    """Validated arguments, ready to call the task's function with, and the JSON they
-    came from (what a worker process is sent: coerced values such as dates are not JSON)."""
+    """Validated arguments, ready to call the task's function with (coerced: a date
+    parameter holds a date; the JSON they came from stays in the task's record)."""
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    json_args: list[JSON] = field(default_factory=list)
-    json_kwargs: dict[str, JSON] = field(default_factory=dict)
+
+
+NO_ARGUMENTS = BoundCall((), {})
 
 
 @dataclass(slots=True)
@@ -65,10 +66,9 @@ class TaskType:
         """Check ``args``/``kwargs`` against the signature and type hints; coerce them.
 
         Raises :class:`InvalidSubmission` naming each bad field (``args.1``, ``kwargs.b``).
-        The call keeps ``args`` and ``kwargs`` themselves as its JSON form: not copied.
         """
         if not (self._params or args or kwargs):  # nothing to check, nothing to coerce
-            return BoundCall((), {}, args, kwargs)
+            return NO_ARGUMENTS
         named, origin, errors = _assign(self._params, args, kwargs)
         assert self._adapter is not None
         try:
@@ -78,7 +78,7 @@ class TaskType:
         if errors:
             raise InvalidSubmission(errors)
         call_args, call_kwargs = _call_shape(self._params, values)
-        return BoundCall(call_args, call_kwargs, args, kwargs)
+        return BoundCall(call_args, call_kwargs)
 
     def parameters_schema(self) -> dict[str, JSON]:
         """JSON Schema of the keyword form of the arguments (made once, then a copy)."""

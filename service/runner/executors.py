@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from ..context import TaskContext, reset_current, set_current
-from ..registry import BoundCall, TaskType
+from .job import Job
 from .threads import DaemonThreadPool
 
 
@@ -25,8 +25,8 @@ class Executor(ABC):
         return True
 
     @abstractmethod
-    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
-        """Run the call to its end and return its value (or raise its exception)."""
+    async def run(self, job: Job, context: TaskContext) -> Any:
+        """Run the job's call to its end and return its value (or raise its exception)."""
 
     async def close(self) -> None:
         """Release workers. Work still running is abandoned."""
@@ -38,11 +38,11 @@ class AsyncExecutor(Executor):
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
 
-    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+    async def run(self, job: Job, context: TaskContext) -> Any:
         # The scheduler's worker runs the next task in the same asyncio task: reset after.
         token = set_current(context)
         try:
-            return await task_type.fn(*call.args, **call.kwargs)
+            return await job.task_type.fn(*job.args, **job.kwargs)
         finally:
             reset_current(token)
 
@@ -58,10 +58,10 @@ class ThreadExecutor(Executor):
     def cancellable(self) -> bool:
         return False
 
-    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+    async def run(self, job: Job, context: TaskContext) -> Any:
         ctx = contextvars.copy_context()
         ctx.run(set_current, context)
-        target = functools.partial(ctx.run, task_type.fn, *call.args, **call.kwargs)
+        target = functools.partial(ctx.run, job.task_type.fn, *job.args, **job.kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, target)
 
     async def close(self) -> None:

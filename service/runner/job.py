@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Literal
 
 from ..models import TaskRecord
 from ..registry import BoundCall, TaskType
@@ -18,7 +18,11 @@ class Job:
 
     record: TaskRecord
     task_type: TaskType
-    call: BoundCall
+    call: InitVar[BoundCall]
+    # The call's parts, not the call: a tuple of plain values is one object the garbage
+    # collector stops scanning, and a queue of 100,000 jobs is scanned again and again.
+    args: tuple[Any, ...] = field(init=False)
+    kwargs: dict[str, Any] = field(init=False)
     runner: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     stop_reason: StopReason | None = None
@@ -26,6 +30,9 @@ class Job:
     settled: bool = False  # the record reached a terminal status for this run
     attempting: bool = False  # in the task's own code, where a cancel may land
     cancel_sent: bool = False  # the runner was cancelled (once) to stop this attempt
+
+    def __post_init__(self, call: BoundCall) -> None:
+        self.args, self.kwargs = call.args, call.kwargs
 
     @property
     def sort_key(self) -> tuple[int, int]:

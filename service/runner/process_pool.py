@@ -16,8 +16,8 @@ from typing import Any
 
 from ..context import TaskContext
 from ..errors import WorkerCrashed
-from ..registry import BoundCall, TaskType
 from .executors import Executor
+from .job import Job
 
 log = logging.getLogger("offload.process")
 LINE_LIMIT = 256 * 1024 * 1024
@@ -89,11 +89,12 @@ class ProcessExecutor(Executor):
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
 
-    async def run(self, task_type: TaskType, call: BoundCall, context: TaskContext) -> Any:
+    async def run(self, job: Job, context: TaskContext) -> Any:
         worker = self._take_idle() or await self._spawn()
         self._busy.add(worker)
-        message = {"module": task_type.fn.__module__, "qualname": task_type.fn.__qualname__,
-                   "args": call.json_args, "kwargs": call.json_kwargs,
+        fn = job.task_type.fn  # the child binds the JSON arguments again: dates stay dates
+        message = {"module": fn.__module__, "qualname": fn.__qualname__,
+                   "args": job.record.args, "kwargs": job.record.kwargs,
                    "task_id": context.task_id, "attempt": context.attempt,
                    "task_name": context.task_name}
         try:

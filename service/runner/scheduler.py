@@ -217,7 +217,7 @@ class Scheduler:
         started = time.perf_counter()
         job.attempting, job.cancel_sent = True, False
         try:
-            value = await executor.run(job.task_type, job.call, context)
+            value = await executor.run(job, context)
             self._check_result(value)
             return Outcome(value=value)
         except asyncio.CancelledError as exc:
