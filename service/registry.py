@@ -48,12 +48,14 @@ class TaskType:
     idempotent: bool = False
     description: str = ""
     _params: list[inspect.Parameter] = field(default_factory=list, repr=False)
+    _shape: _Shape | None = field(default=None, repr=False)
     _adapter: pydantic.TypeAdapter[Any] | None = field(default=None, repr=False)
     _schema: dict[str, JSON] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_options(self)
         self._params = list(inspect.signature(self.fn).parameters.values())
+        self._shape = _Shape.of(self._params)
         self._adapter = pydantic.TypeAdapter(_arguments_typeddict(self.fn, self._params))
         if not self.description:
             self.description = inspect.getdoc(self.fn) or ""
@@ -69,15 +71,18 @@ class TaskType:
         """
         if not (self._params or args or kwargs):  # nothing to check, nothing to coerce
             return NO_ARGUMENTS
-        named, origin, errors = _assign(self._params, args, kwargs)
+        shape = self._shape
+        assert shape is not None
         assert self._adapter is not None
+        named, errors = _assign(shape, args, kwargs)
         try:
             values = self._adapter.validate_json(jsonutil.dumps(named), strict=True)
         except pydantic.ValidationError as exc:
-            errors += _field_errors(exc, origin, _positional_count(self._params))
+            origin = _origins(shape, args, kwargs)
+            errors += _field_errors(exc, origin, len(shape.positional))
         if errors:
             raise InvalidSubmission(errors)
-        call_args, call_kwargs = _call_shape(self._params, values)
+        call_args, call_kwargs = _call_shape(shape, values)
         return BoundCall(call_args, call_kwargs)
 
     def parameters_schema(self) -> dict[str, JSON]:
@@ -189,57 +194,85 @@ def _arguments_typeddict(fn: Callable[..., Any], params: list[inspect.Parameter]
     return pydantic.with_config(pydantic.ConfigDict(allow_inf_nan=False))(arguments)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A signature as plain names, read once: ``inspect.Parameter.kind`` is a property,
+    and binding runs on every submit."""
+
+    positional: tuple[str, ...]  # positional-only and positional-or-keyword, in order
+    positional_only: frozenset[str]
+    keywords: frozenset[str]  # positional-or-keyword and keyword-only
+    var_args: str | None
+    var_kwargs: str | None
+    order: tuple[tuple[str, inspect._ParameterKind], ...]
+
+    @classmethod
+    def of(cls, params: list[inspect.Parameter]) -> _Shape:
+        kinds = inspect.Parameter
+        positional = tuple(p.name for p in params
+                           if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD))
+        return cls(
+            positional=positional,
+            positional_only=frozenset(p.name for p in params
+                                      if p.kind is kinds.POSITIONAL_ONLY),
+            keywords=frozenset(p.name for p in params
+                               if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)),
+            var_args=next((p.name for p in params if p.kind is kinds.VAR_POSITIONAL), None),
+            var_kwargs=next((p.name for p in params if p.kind is kinds.VAR_KEYWORD), None),
+            order=tuple((p.name, p.kind) for p in params))
+
+
 def _assign(
-    params: list[inspect.Parameter], args: list[JSON], kwargs: dict[str, JSON]
-) -> tuple[dict[str, JSON], dict[str, str], list[FieldError]]:
-    """Map submitted values to parameter names, remembering where each came from."""
-    named: dict[str, JSON] = {}
-    origin: dict[str, str] = {}
+    shape: _Shape, args: list[JSON], kwargs: dict[str, JSON]
+) -> tuple[dict[str, JSON], list[FieldError]]:
+    """Map submitted values to parameter names."""
+    named: dict[str, JSON] = dict(zip(shape.positional, args, strict=False))
     errors: list[FieldError] = []
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    var_args = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
-    var_kwargs = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
-    for index, param in enumerate(positional):
-        if index < len(args):
-            named[param.name] = args[index]
-        if index < len(args) or param.kind is param.POSITIONAL_ONLY:  # never kwargs.<name>
-            origin[param.name] = f"args.{index}"
-    extra = args[len(positional):]
-    if extra and var_args is None:
-        errors += [FieldError(f"args.{len(positional) + i}",
-                              f"unexpected positional argument (takes {len(positional)})")
-                   for i in range(len(extra))]
-    elif extra and var_args is not None:
-        named[var_args.name] = list(extra)
-        origin[var_args.name] = "args"
-    errors += _assign_keywords(params, kwargs, named, origin, var_kwargs)
-    return named, origin, errors
+    taken = len(shape.positional)
+    if len(args) > taken and shape.var_args is None:
+        errors += [FieldError(f"args.{i}", f"unexpected positional argument (takes {taken})")
+                   for i in range(taken, len(args))]
+    elif len(args) > taken and shape.var_args is not None:
+        named[shape.var_args] = args[taken:]
+    if kwargs:
+        errors += _assign_keywords(shape, kwargs, named)
+    return named, errors
 
 
-def _assign_keywords(
-    params: list[inspect.Parameter],
-    kwargs: dict[str, JSON],
-    named: dict[str, JSON],
-    origin: dict[str, str],
-    var_kwargs: inspect.Parameter | None,
-) -> list[FieldError]:
-    by_name = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+def _assign_keywords(shape: _Shape, kwargs: dict[str, JSON], named: dict[str, JSON]
+                     ) -> list[FieldError]:
     errors: list[FieldError] = []
     extra: dict[str, JSON] = {}
     for key, value in kwargs.items():
-        if key in named and key in by_name:
+        if key in named and key in shape.keywords:
             errors.append(FieldError(f"kwargs.{key}", "given both by position and by keyword"))
-        elif key in by_name:
+        elif key in shape.keywords:
             named[key] = value
-            origin[key] = f"kwargs.{key}"
-        elif var_kwargs is not None:
+        elif shape.var_kwargs is not None:
             extra[key] = value
         else:
             errors.append(FieldError(f"kwargs.{_clip(key)}", "unexpected keyword argument"))
-    if extra and var_kwargs is not None:
-        named[var_kwargs.name] = extra
-        origin[var_kwargs.name] = "kwargs"
+    if extra and shape.var_kwargs is not None:
+        named[shape.var_kwargs] = extra
     return errors
+
+
+def _origins(shape: _Shape, args: list[JSON], kwargs: dict[str, JSON]) -> dict[str, str]:
+    """Where each parameter's value came from (``args.0``, ``kwargs.b``), to name the
+    submitted field in a validation error. Made only when there is an error."""
+    origin: dict[str, str] = {}
+    for index, name in enumerate(shape.positional):
+        if index < len(args) or name in shape.positional_only:  # never kwargs.<name>
+            origin[name] = f"args.{index}"
+    if shape.var_args is not None and len(args) > len(shape.positional):
+        origin[shape.var_args] = "args"
+    by_position = set(shape.positional[:len(args)])
+    for key in kwargs:
+        if key in shape.keywords and key not in by_position:
+            origin[key] = f"kwargs.{key}"
+        elif key not in shape.keywords and shape.var_kwargs is not None:
+            origin[shape.var_kwargs] = "kwargs"
+    return origin
 
 
 def _field_errors(
@@ -257,31 +290,32 @@ def _field_errors(
     return errors
 
 
-def _positional_count(params: list[inspect.Parameter]) -> int:
-    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-
-
-def _call_shape(
-    params: list[inspect.Parameter], values: dict[str, Any]
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def _call_shape(shape: _Shape, values: dict[str, Any]
+                ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     args: list[Any] = []
     kwargs: dict[str, Any] = {}
     in_order = True  # positional slots are filled left to right until the first gap
-    for param in params:
-        present = param.name in values
-        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+    for name, kind in shape.order:
+        present = name in values
+        if kind is _POSITIONAL_ONLY or kind is _POSITIONAL_OR_KEYWORD:
             in_order = in_order and present
             if in_order:
-                args.append(values[param.name])
+                args.append(values[name])
             elif present:
-                kwargs[param.name] = values[param.name]
-        elif param.kind is param.VAR_POSITIONAL and present:
-            args.extend(values[param.name])
-        elif param.kind is param.VAR_KEYWORD and present:
-            kwargs.update(values[param.name])
+                kwargs[name] = values[name]
+        elif kind is _VAR_POSITIONAL and present:
+            args.extend(values[name])
+        elif kind is _VAR_KEYWORD and present:
+            kwargs.update(values[name])
         elif present:
-            kwargs[param.name] = values[param.name]
+            kwargs[name] = values[name]
     return tuple(args), kwargs
+
+
+_POSITIONAL_ONLY = inspect.Parameter.POSITIONAL_ONLY
+_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
 
 
 def _is_json_default(value: Any) -> bool:
