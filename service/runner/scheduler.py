@@ -186,13 +186,7 @@ class Scheduler:
             await self._store.save(record)
 
     async def _run_once(self, job: Job) -> Outcome:
-        try:
-            return await self._begin_and_attempt(job)
-        except asyncio.CancelledError:  # from outside (the loop is closing): a shutdown
-            job.stop_reason = job.stop_reason or "shutdown"
-            return Outcome()
-
-    async def _begin_and_attempt(self, job: Job) -> Outcome:
+        """Mark the job running, then make one attempt."""
         record = job.record
         record.move(Status.RUNNING)
         record.attempts += 1
@@ -201,8 +195,12 @@ class Scheduler:
             loop = asyncio.get_running_loop()
             job.timer = loop.call_later(record.timeout, self._stop, job, "timeout")
         task_event(log, logging.DEBUG, "task_started", record, "started")
-        await self._save_status(job)
-        return await self._attempt(job)
+        try:
+            await self._save_status(job)
+            return await self._attempt(job)
+        except asyncio.CancelledError:  # from outside (the loop is closing): a shutdown
+            job.stop_reason = job.stop_reason or "shutdown"
+            return Outcome()
 
     async def _attempt(self, job: Job) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -326,7 +324,8 @@ class Scheduler:
         self._metrics.of(record.name).finish(status.value)
         log_outcome(record)
         await self._save_status(job)
-        await self.evict()
+        await self._store.evict(time.time() - self._settings.result_ttl,
+                                self._settings.max_records)  # as evict(), a call less
 
     async def evict(self) -> int:
         """Drop terminal records past ``result_ttl`` or beyond ``max_records``."""
