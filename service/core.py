@@ -229,7 +229,8 @@ class TaskService:
                 "the task service has not been started")
         self.scheduler.reserve(len(jobs))
         try:
-            await self.store.add([job.record for job in jobs])
+            await self.store.add([jobs[0].record] if len(jobs) == 1 else
+                                 [job.record for job in jobs])
         except BaseException:
             self.scheduler.unreserve(len(jobs))
             raise
@@ -357,8 +358,10 @@ def _check_json(args: list[JSON], kwargs: dict[str, JSON]) -> None:
 
 
 def _check_options(submission: Submission, max_delay: float) -> None:
-    errors = []
     delay, timeout = submission.delay, submission.timeout
+    if delay is None and timeout is None and submission.priority == 0:
+        return  # no options: nothing to check
+    errors = []
     if delay is not None and not (math.isfinite(delay) and 0 <= delay <= max_delay):
         errors.append(FieldError("delay", f"must be between 0 and {max_delay:g} seconds"))
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):

@@ -73,6 +73,8 @@ def check(value: Any) -> None:
     if value.__class__ not in _CONTAINERS:
         _check_scalar(value)
         return
+    if not value:
+        return  # no arguments: the most common case of all
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         container, depth = stack.pop()

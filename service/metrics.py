@@ -63,6 +63,7 @@ class TaskMetrics:
         self.duration_sum = 0.0
 
     def finish(self, status: str) -> None:
+        """One more task ended with ``status`` (a :class:`Status` is a ``str``)."""
         self.finished[status] = self.finished.get(status, 0) + 1
 
     def observe(self, seconds: float) -> None:

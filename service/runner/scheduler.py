@@ -234,6 +234,8 @@ class Scheduler:
             self._metrics.of(job.task_type.name).observe(elapsed)
 
     def _check_result(self, value: JSON) -> None:
+        if value is None:
+            return
         jsonutil.check(value)
         if isinstance(value, str | list | tuple | dict):  # numbers are small: not encoded
             size = len(jsonutil.dumps(value))
@@ -321,7 +323,7 @@ class Scheduler:
         record.finished_at = time.time()
         job.settled = True
         self._jobs.pop(record.id, None)
-        self._metrics.of(record.name).finish(status.value)
+        self._metrics.of(record.name).finish(status)
         log_outcome(record)
         await self._save_status(job)
         await self._store.evict(time.time() - self._settings.result_ttl,
