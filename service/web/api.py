@@ -32,6 +32,7 @@ from .. import jsonutil
 from ..core import Submission
 from ..models import JSON, TaskRecord
 from .events import event_stream
+from .headers import optional_header
 from .openapi import (
     IDEMPOTENCY_KEY_PATTERN,
     RETRY_AFTER,
@@ -111,7 +112,8 @@ def owner() -> str | None:
 
 @api.before_request
 async def authenticate() -> None:
-    g.offload_owner = offload().auth.owner(request.headers.get("Authorization"))
+    auth = offload().auth
+    g.offload_owner = auth.owner(optional_header("Authorization")) if auth.enabled else None
 
 
 def json_response(body: JSON, status: int = 200, headers: dict[str, str] | None = None
@@ -211,7 +213,7 @@ def _location(task_id: str) -> dict[str, str]:
 
 
 def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
+    key = optional_header("Idempotency-Key")
     if key is not None and not re.fullmatch(IDEMPOTENCY_KEY_PATTERN, key):
         raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII "
                          "characters (spaces only inside)")
@@ -248,7 +250,7 @@ async def submit_task(data: SubmitBody, body: JSON) -> Response:
 @json_body(BatchBody)
 async def submit_batch(data: BatchBody) -> Response:
     """Submit up to 1000 tasks at once: all are accepted or none is."""
-    if request.headers.get("Idempotency-Key") is not None:
+    if optional_header("Idempotency-Key") is not None:
         raise BadRequest("Idempotency-Key is not supported on /tasks/batch")
     service = offload().service
     records = await service.submit_many([_submission(t) for t in data.tasks], owner=owner())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
-from quart import Quart, Response, g, request
+from quart import Quart, Response, g
 from quart.typing import ResponseTypes
 from quart_schema import QuartSchema
 from quart_schema.openapi import OpenAPIProvider
@@ -20,6 +20,7 @@ from ..stores import TaskStore
 from ..workers import claim_single_worker
 from .api import api
 from .auth import TokenAuth
+from .headers import optional_header
 from .openapi import OffloadOpenAPIProvider
 from .ops import public
 from .request_ids import install as install_request_ids
@@ -99,7 +100,7 @@ class Offload:
         """For your own routes: check the bearer token (401) and return the caller's owner
         id, to pass as ``owner=`` to the service. None when tokens are not configured."""
         if "offload_owner" not in g:
-            g.offload_owner = self.auth.owner(request.headers.get("Authorization"))
+            g.offload_owner = self.auth.owner(optional_header("Authorization"))
         owner: str | None = g.offload_owner
         return owner
 

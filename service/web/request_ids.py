@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 import secrets
 
-from quart import Blueprint, Response, g, request
+from quart import Blueprint, Response, g
 
 from ..logs import request_id
+from .headers import optional_header
 
 HEADER = "X-Request-ID"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -20,7 +21,7 @@ def install(blueprint: Blueprint) -> None:
 
 
 async def _assign() -> None:
-    given = request.headers.get(HEADER, "")
+    given = optional_header(HEADER) or ""
     rid = given if _SANE.fullmatch(given) else secrets.token_hex(8)
     g.offload_request_id = rid
     request_id.set(rid)
