@@ -70,7 +70,7 @@ def check(value: Any) -> None:
     ``{"1": 2}`` (json) and take dates, UUIDs and dataclasses: a stored value must come back
     the same from JSON. Lists and tuples are arrays; nesting stops at ``MAX_DEPTH``.
     """
-    if value.__class__ not in _CONTAINERS:
+    if value.__class__ not in _CONTAINERS and not isinstance(value, list | tuple | dict):
         _check_scalar(value)
         return
     if not value:

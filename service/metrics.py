@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -53,9 +54,10 @@ class TaskMetrics:
     event loop's thread only, so prometheus-client's lock per update (a few of them per
     task) buys nothing; a scrape reads them through :class:`_TaskCollector`."""
 
-    __slots__ = ("buckets", "duration_sum", "finished", "retried", "submitted")
+    __slots__ = ("buckets", "created", "duration_sum", "finished", "retried", "submitted")
 
     def __init__(self) -> None:
+        self.created = time.time()  # the *_created series, as prometheus-client writes them
         self.submitted = 0
         self.retried = 0
         self.finished: dict[str, int] = {}
@@ -90,10 +92,11 @@ class _TaskCollector(Collector):
         duration = HistogramMetricFamily("offload_task_duration_seconds",
                                          "Run time of one attempt.", labels=["task"])
         for task, figures in list(self._children.items()):
-            submitted.add_metric([task], figures.submitted)
-            retried.add_metric([task], figures.retried)
+            created = figures.created
+            submitted.add_metric([task], figures.submitted, created)
+            retried.add_metric([task], figures.retried, created)
             for status, count in list(figures.finished.items()):
-                finished.add_metric([task, status], count)
+                finished.add_metric([task, status], count, created)
             cumulative = itertools.accumulate(figures.buckets)
             duration.add_metric([task], [(_bound(b), c) for b, c in zip(
                 DURATION_BUCKETS, cumulative, strict=True)], figures.duration_sum)

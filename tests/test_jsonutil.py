@@ -68,6 +68,16 @@ def test_str_and_int_subclasses_and_tuples_are_json() -> None:
     assert jsonutil.dumps((1, 2)) == b"[1,2]"
 
 
+def test_container_subclasses_are_json_at_the_top_as_inside() -> None:
+    from collections import Counter, OrderedDict, defaultdict
+
+    for value in (OrderedDict(a=1), Counter("aab"), defaultdict(list, k=[1])):
+        jsonutil.check(value)
+        jsonutil.check([value])
+    with pytest.raises(NotJSON):
+        jsonutil.check(OrderedDict(a=float("nan")))
+
+
 def test_integer_too_long_to_print_is_refused_not_crashing() -> None:
     with pytest.raises(NotJSON):
         jsonutil.check(10**5000)

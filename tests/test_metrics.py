@@ -24,6 +24,7 @@ def test_task_figures_are_exposed_as_prometheus_counters_and_a_histogram() -> No
     got = samples(metrics)
     task = ("task", "add")
     assert got[("offload_tasks_submitted_total", frozenset({task}))] == 3
+    assert got[("offload_tasks_submitted_created", frozenset({task}))] > 0
     assert got[("offload_tasks_retried_total", frozenset({task}))] == 1
     assert got[("offload_tasks_finished_total",
                 frozenset({task, ("status", "succeeded")}))] == 2

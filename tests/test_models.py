@@ -75,15 +75,6 @@ def test_ids_are_url_safe_and_carry_at_least_122_random_bits() -> None:
         assert looks_like_task_id(task_id)
 
 
-def test_ids_from_many_threads_at_once_are_distinct() -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(8) as pool:
-        batches = list(pool.map(lambda _: [new_task_id() for _ in range(3000)], range(8)))
-    ids = [task_id for batch in batches for task_id in batch]
-    assert len(set(ids)) == len(ids) == 24_000
-
-
 def test_a_forked_child_does_not_reuse_the_parents_ids() -> None:
     import os
 

@@ -29,7 +29,7 @@ class Job:
     dequeued: bool = False  # taken out of the ready queue (cancelled, or shutting down)
     settled: bool = False  # the record reached a terminal status for this run
     attempting: bool = False  # in the task's own code, where a cancel may land
-    cancel_sent: bool = False  # the runner was cancelled (once) to stop this attempt
+    cancels_sent: int = 0  # times the runner was cancelled to stop this attempt
 
     def __post_init__(self, call: BoundCall) -> None:
         self.args, self.kwargs = call.args, call.kwargs

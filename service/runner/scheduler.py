@@ -59,6 +59,9 @@ class Scheduler:
         self._scheduled = 0
         self._reserved = 0
         self._draining = False
+        self._loop_time = time.monotonic  # what asyncio's loop.time() reads
+        self._turn_marked = False
+        self._turn_began = 0.0
 
     # -- counts ---------------------------------------------------------------------------
 
@@ -136,27 +139,44 @@ class Scheduler:
         """Run jobs one after another while startable ones wait: a burst of short tasks
         costs one asyncio task per slot, not one per task."""
         worker = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        turn_began = loop.time()
-        while True:
-            try:
-                await self._run(job)
-                if worker is not None and worker.cancelling():  # from outside: honour it
+        assert worker is not None
+        try:
+            while True:
+                try:
+                    await self._run(job)
+                finally:
+                    if job.runner is worker:  # a retry may already have a runner of its own
+                        job.runner = None
+                if worker.cancelling():  # from outside, while the job settled: honour it
                     raise asyncio.CancelledError
-            except BaseException:
-                self._pump()  # this worker is gone: others take the queue
-                raise
-            finally:
-                if job.runner is worker:  # a retry may already have a runner of its own
-                    job.runner = None
-            if loop.time() - turn_began >= WORKER_TURN:  # the loop's other callbacks run
-                await asyncio.sleep(0)
-                turn_began = loop.time()
-            next_job = None if self._draining else self._queue.pop_startable()
-            if next_job is None:
-                return
-            job = next_job
-            job.runner = worker
+                if self._turn_spent():
+                    await asyncio.sleep(0)  # the loop's other callbacks run
+                next_job = None if self._draining else self._queue.pop_startable()
+                if next_job is None:
+                    return
+                job = next_job
+                job.runner = worker
+                worker.set_name(f"offload:{job.record.id}")  # what a crash log names
+        except BaseException:
+            self._pump()  # this worker is gone: others take the queue
+            raise
+
+    def _turn_spent(self) -> bool:
+        """Whether this pass of the loop has given workers ``WORKER_TURN`` seconds already.
+
+        The budget is shared by all workers, not given to each: a hundred workers each
+        running a millisecond of jobs would hold the loop for a tenth of a second. It starts
+        afresh when the marker callback, queued behind everything ready now, runs.
+        """
+        now = self._loop_time()
+        if not self._turn_marked:
+            self._turn_marked = True
+            self._turn_began = now
+            asyncio.get_running_loop().call_soon(self._end_turn)
+        return now - self._turn_began >= WORKER_TURN
+
+    def _end_turn(self) -> None:
+        self._turn_marked = False
 
     async def _run(self, job: Job) -> None:
         try:
@@ -213,7 +233,7 @@ class Scheduler:
         if job.stop_reason is not None:  # cancelled while it was being marked running
             return Outcome()
         started = time.perf_counter()
-        job.attempting, job.cancel_sent = True, False
+        job.attempting, job.cancels_sent = True, 0
         try:
             value = await executor.run(job, context)
             self._check_result(value)
@@ -221,15 +241,14 @@ class Scheduler:
         except asyncio.CancelledError as exc:
             if job.stop_reason is not None:
                 return Outcome()
-            if _being_cancelled(int(job.cancel_sent)):  # by another (the loop is closing)
+            if _being_cancelled(job.cancels_sent):  # by another (the loop is closing)
                 raise
             return Outcome(error=exc)  # raised by the task's own code: its failure
         except Exception as exc:
             return Outcome(error=exc)
         finally:
             job.attempting = False
-            if job.cancel_sent:  # the worker runs other jobs next: no cancel may linger
-                _uncancel()
+            _uncancel(job.cancels_sent)  # the worker runs other jobs next: none may linger
             elapsed = time.perf_counter() - started
             self._metrics.of(job.task_type.name).observe(elapsed)
 
@@ -360,10 +379,18 @@ class Scheduler:
         job.timer = None if reason == "timeout" else job.timer
         job.stop_reason = job.stop_reason or reason
         job.record.cancel_requested = True
+        if job.runner is not None and job.runner is asyncio.current_task():
+            # The task stops itself: its own call must return first, so the cancel comes
+            # at its next await (if it is still in its code by then), not inside this call.
+            asyncio.get_running_loop().call_soon(self._cancel_runner, job)
+        else:
+            self._cancel_runner(job)
+
+    def _cancel_runner(self, job: Job) -> None:
         # Only while it is in the task's own code: the worker's own steps run to their end.
-        if (job.attempting and not job.cancel_sent and job.runner is not None
+        if (job.attempting and job.runner is not None
                 and self._executors[job.task_type.executor].cancellable):
-            job.cancel_sent = True
+            job.cancels_sent += 1
             job.runner.cancel()
 
     async def drain(self, grace: float) -> None:
@@ -409,10 +436,11 @@ class Scheduler:
         task.add_done_callback(_report_crash)
 
 
-def _uncancel() -> None:
+def _uncancel(times: int) -> None:
     task = asyncio.current_task()
     if task is not None:
-        task.uncancel()
+        for _ in range(times):
+            task.uncancel()
 
 
 def _being_cancelled(ours: int = 0) -> bool:

@@ -7,6 +7,7 @@ import datetime
 import os
 import threading
 import time
+from typing import Any
 
 from service import cancel_requested, current_task, report_progress, task
 from tests.sample_tasks import gate
@@ -87,10 +88,12 @@ def process_niceness() -> int:
     return os.nice(0)
 
 
+WORKERS_SEEN: list[asyncio.Task[Any] | None] = []  # kept alive: no id is reused
+
+
 @task
-async def worker_name() -> str:
-    worker = asyncio.current_task()
-    return "" if worker is None else worker.get_name()
+async def note_worker() -> None:
+    WORKERS_SEEN.append(asyncio.current_task())
 
 
 @task(executor="process")

@@ -4,6 +4,7 @@ retry, crash, report progress, respect the limits, shut down."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from service import TaskService
+from service import TaskService, current_task
 from service.demo import add, blocking_sleep, cpu
 from service.errors import QueueFull, ShuttingDown, TaskAlreadyTerminal
 from service.events import EventHub, TaskEvent
@@ -750,12 +751,16 @@ async def test_cancel_right_after_the_pump_picked_the_task(
 
 async def test_a_worker_runs_the_next_queued_tasks_in_its_slot(make_service: Factory) -> None:
     service = await started(make_service, max_concurrency=1)
+    rt.WORKERS_SEEN.clear()
     first, _ = await service.submit(Submission("wait_for_release", ["first"]))
-    later = [(await service.submit(Submission("worker_name")))[0] for _ in range(3)]
+    later = [(await service.submit(Submission("note_worker")))[0] for _ in range(3)]
     await gate("first").wait_started()
+    worker = service.scheduler.job(first.id).runner  # type: ignore[union-attr]
     gate("first").open()
-    names = [(await service.wait(r.id, timeout=5)).result for r in later]
-    assert names == [f"offload:{first.id}"] * 3  # no asyncio task of their own
+    for record in later:
+        await service.wait(record.id, timeout=5)
+    assert worker is not None
+    assert [worker] * 3 == rt.WORKERS_SEEN  # no asyncio task of their own
     assert (await service.stats())["running"] == 0
 
 
@@ -771,6 +776,85 @@ async def test_a_burst_of_short_tasks_lets_the_loop_run_other_callbacks(
     assert len(seen) == 1
     assert seen[0] < len(records)  # it ran while the burst was still going
     assert all(r.result == i + 1 for i, r in enumerate(records))
+
+
+async def test_a_task_that_cancels_itself_leaves_the_next_task_on_its_slot_alone(
+    make_service: Factory,
+) -> None:
+    service = await started(make_service, max_concurrency=1)
+
+    async def cancel_myself() -> int:
+        await service.cancel(current_task().task_id)
+        return 1  # no await after the cancel: it must not land in the next task
+
+    async def after() -> str:
+        await asyncio.sleep(0)
+        return "ok"
+
+    first = await service.task(name="cancel_myself")(cancel_myself).submit()
+    nexts = [await service.task(name="after")(after).submit() for _ in range(2)]
+    assert (await first.wait(5)).status is Status.CANCELLED
+    assert [await handle.result(5) for handle in nexts] == ["ok", "ok"]
+    assert service.scheduler.running == 0
+
+
+async def test_a_task_that_cancels_itself_is_cancelled_at_its_next_await(
+    make_service: Factory,
+) -> None:
+    service = await started(make_service)
+    reached = []
+
+    async def cancel_then_wait() -> None:
+        await service.cancel(current_task().task_id)
+        await asyncio.Event().wait()
+        reached.append("after the await")
+
+    handle = await service.task(name="cancel_then_wait")(cancel_then_wait).submit()
+    assert (await handle.wait(5)).status is Status.CANCELLED
+    assert reached == []
+
+
+async def test_a_task_that_survives_its_timeout_can_still_be_cancelled(
+    make_service: Factory,
+) -> None:
+    service = await started(make_service)
+    in_cleanup = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # the timeout's cancel, swallowed: a slow cleanup
+            in_cleanup.set()
+            await asyncio.Event().wait()
+
+    handle = await service.task(name="stubborn", timeout=0.05)(stubborn).submit()
+    await asyncio.wait_for(in_cleanup.wait(), 5)
+    await handle.cancel()  # a second stop: a second cancel reaches the cleanup
+    record = await handle.wait(5)
+    assert record.status is Status.FAILED
+    assert record.error is not None
+    assert record.error.type == "TimeoutError"  # the first reason stays the reason
+
+
+async def test_jobs_finished_in_one_pass_of_the_loop_share_one_budget(
+    make_service: Factory,
+) -> None:
+    # With a millisecond for each of 100 workers a pass could run thousands of tasks; with
+    # one millisecond shared, about what fits in it plus one task per worker.
+    service = await started(make_service, max_queue=20_000, max_concurrency=100)
+    records = [(await service.submit(Submission("add", [i, 1])))[0] for i in range(20_000)]
+    finished_by_pass: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    def count() -> None:
+        finished_by_pass.append(sum(r.terminal for r in records))
+        if finished_by_pass[-1] < len(records):
+            loop.call_soon(count)
+
+    loop.call_soon(count)
+    await service.wait(records[-1].id, timeout=60)
+    steps = [b - a for a, b in itertools.pairwise(finished_by_pass)]
+    assert max(steps) < 1_000, max(steps)
 
 
 def test_tracebacks_are_formatted_without_parsing_source() -> None:
