@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -99,6 +100,11 @@ async def note_worker() -> None:
 @task(executor="process")
 def process_scheduler_policy() -> int:
     return os.sched_getscheduler(0)
+
+
+@task(executor="process")
+def process_cpu_timer_interval() -> float:
+    return signal.getitimer(signal.ITIMER_VIRTUAL)[1]
 
 
 @task(idempotent=True)
