@@ -29,12 +29,10 @@ from .job import Job, StopReason
 from .outcome import Outcome, describe_error, log_outcome, retryable
 from .process_pool import ProcessExecutor
 from .ready_queue import ReadyQueue
+from .turns import LoopTurns
 
 log = logging.getLogger("offload.scheduler")
 STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
-# How long a worker may run jobs back to back before it lets the loop's other callbacks
-# run (a job that awaits something has let them run anyway).
-WORKER_TURN = 0.001
 
 
 class Scheduler:
@@ -59,9 +57,7 @@ class Scheduler:
         self._scheduled = 0
         self._reserved = 0
         self._draining = False
-        self._loop_time = time.monotonic  # what asyncio's loop.time() reads
-        self._turn_marked = False
-        self._turn_began = 0.0
+        self._turns = LoopTurns()
 
     # -- counts ---------------------------------------------------------------------------
 
@@ -149,7 +145,7 @@ class Scheduler:
                         job.runner = None
                 if worker.cancelling():  # from outside, while the job settled: honour it
                     raise asyncio.CancelledError
-                if self._turn_spent():
+                if self._turns.spent():
                     await asyncio.sleep(0)  # the loop's other callbacks run
                 next_job = None if self._draining else self._queue.pop_startable()
                 if next_job is None:
@@ -160,23 +156,6 @@ class Scheduler:
         except BaseException:
             self._pump()  # this worker is gone: others take the queue
             raise
-
-    def _turn_spent(self) -> bool:
-        """Whether this pass of the loop has given workers ``WORKER_TURN`` seconds already.
-
-        The budget is shared by all workers, not given to each: a hundred workers each
-        running a millisecond of jobs would hold the loop for a tenth of a second. It starts
-        afresh when the marker callback, queued behind everything ready now, runs.
-        """
-        now = self._loop_time()
-        if not self._turn_marked:
-            self._turn_marked = True
-            self._turn_began = now
-            asyncio.get_running_loop().call_soon(self._end_turn)
-        return now - self._turn_began >= WORKER_TURN
-
-    def _end_turn(self) -> None:
-        self._turn_marked = False
 
     async def _run(self, job: Job) -> None:
         try:
