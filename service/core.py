@@ -229,8 +229,7 @@ class TaskService:
                 "the task service has not been started")
         self.scheduler.reserve(len(jobs))
         try:
-            await self.store.add([jobs[0].record] if len(jobs) == 1 else
-                                 [job.record for job in jobs])
+            await self.store.add([job.record for job in jobs])
         except BaseException:
             self.scheduler.unreserve(len(jobs))
             raise
