@@ -152,7 +152,6 @@ class Scheduler:
                     return
                 job = next_job
                 job.runner = worker
-                worker.set_name(f"offload:{job.record.id}")  # what a crash log names
         except BaseException:
             self._pump()  # this worker is gone: others take the queue
             raise
@@ -162,8 +161,11 @@ class Scheduler:
             if not job.settled:  # else cancelled after the pump picked it, before it began
                 await self._settle(job, await self._run_once(job))
         except BaseException:
+            worker = asyncio.current_task()
+            if worker is not None:  # a worker runs many jobs: name the one whose path broke
+                worker.set_name(f"offload:{job.record.id}")
             await asyncio.shield(self._give_up(job))
-            raise  # logged by _report_crash
+            raise  # logged by _report_crash, with that name
         finally:  # whatever happens (even a store error), the slot is given back
             self._queue.release(job)
 
@@ -324,8 +326,7 @@ class Scheduler:
         self._metrics.of(record.name).finish(status)
         log_outcome(record)
         await self._save_status(job)
-        await self._store.evict(time.time() - self._settings.result_ttl,
-                                self._settings.max_records)  # as evict(), a call less
+        await self.evict()
 
     async def evict(self) -> int:
         """Drop terminal records past ``result_ttl`` or beyond ``max_records``."""
@@ -422,7 +423,7 @@ def _uncancel(times: int) -> None:
             task.uncancel()
 
 
-def _being_cancelled(ours: int = 0) -> bool:
+def _being_cancelled(ours: int) -> bool:
     """Cancelled more often than the scheduler itself did (``ours``): by the loop's owner."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > ours

@@ -732,6 +732,31 @@ async def test_internal_crash_is_logged_frees_the_slot_and_ends_the_task(
         await service.stop(grace=0.1)
 
 
+async def test_a_crash_log_names_the_task_whose_path_broke_not_the_workers_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = TaskService(settings(max_concurrency=1),
+                          store=BrokenSaveStore("echo", Status.SUCCEEDED))
+    for module in TEST_MODULES:
+        service.register_module(module)
+    await service.start()
+    try:
+        first, _ = await service.submit(Submission("wait_for_release", ["crash-first"]))
+        broken, _ = await service.submit(Submission("echo", ["x"]))  # same worker, next
+        await gate("crash-first").wait_started()
+        worker = service.scheduler.job(first.id).runner  # type: ignore[union-attr]
+        assert worker is not None
+        with caplog.at_level(logging.ERROR, logger="offload"):
+            gate("crash-first").open()
+            await asyncio.wait([worker], timeout=5)  # its crash is logged once it ends
+        crash_logs = [r.getMessage() for r in caplog.records if "crashed" in r.getMessage()]
+        assert len(crash_logs) == 1, caplog.text
+        assert broken.id in crash_logs[0]
+        assert first.id not in crash_logs[0]
+    finally:
+        await service.stop(grace=0.1)
+
+
 async def test_cancel_right_after_the_pump_picked_the_task(
     make_service: Factory, caplog: pytest.LogCaptureFixture
 ) -> None:
