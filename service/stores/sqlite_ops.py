@@ -1,0 +1,326 @@
+"""The SQLite store's writes, each a function of one transaction (see :mod:`.sqlite_writer`).
+
+They only read and write through the :class:`Tx` they are given, so the writer may run
+them again after a busy database or a rolled back batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from ..models import ALLOWED_MOVES, TERMINAL, Status, TaskRecord
+from .base import ClaimRequest, Outcome, QueueBoundReached
+from .sqlite_schema import INSERT, SELECT, TERMINAL_SQL, decode, encode, encode_error, encode_result
+from .sqlite_writer import Tx
+
+CLAIM_SLACK = 16  # extra candidates read past the limit, for names that cannot start now
+CHUNK = 500  # ids in one IN (...) list
+KEEP_CHANGES = 10_000  # newest rows of the change feed kept for slow readers
+VACUUM_MIN_PAGES = 256
+
+
+# -- the front --------------------------------------------------------------------------
+
+def add(tx: Tx, records: Sequence[TaskRecord], max_pending: int | None) -> list[TaskRecord]:
+    conn = tx.conn
+    answer: list[TaskRecord | None] = [None] * len(records)
+    fresh: list[int] = []
+    first_of_key: dict[tuple[str | None, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    for index, record in enumerate(records):
+        key = record.idempotency_key
+        if key is not None:
+            first = first_of_key.get((record.owner, key))
+            if first is not None:  # the same key twice in one call: one record
+                repeats.append((index, first))
+                continue
+            answer[index] = find_idempotent(conn, record.owner, key)
+            if answer[index] is not None:
+                continue
+            first_of_key[(record.owner, key)] = index
+        fresh.append(index)
+    if max_pending is not None and pending(conn) + len(fresh) > max_pending:
+        raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
+    for index in fresh:
+        seq = conn.execute(INSERT, encode(records[index])).lastrowid
+        answer[index] = dataclasses.replace(records[index], seq=int(seq or 0))
+    for index, first in repeats:
+        answer[index] = answer[first]
+    return [record for record in answer if record is not None]
+
+
+def find_idempotent(conn: sqlite3.Connection, owner: str | None, key: str
+                    ) -> TaskRecord | None:
+    if owner is None:
+        row = conn.execute(f"SELECT {SELECT} FROM tasks WHERE owner IS NULL "
+                           "AND idempotency_key = ?", (key,)).fetchone()
+    else:
+        row = conn.execute(f"SELECT {SELECT} FROM tasks WHERE owner = ? "
+                           "AND idempotency_key = ?", (owner, key)).fetchone()
+    return None if row is None else decode(row)
+
+
+def pending(conn: sqlite3.Connection) -> int:
+    """Queued and scheduled records in the whole store (every process's)."""
+    (count,) = conn.execute("SELECT coalesce(sum(n), 0) FROM counts WHERE scope = '' "
+                            "AND status IN ('queued', 'scheduled')").fetchone()
+    return int(count)
+
+
+def request_cancel(tx: Tx, task_id: str, now: float) -> TaskRecord | None:
+    row = tx.conn.execute(f"SELECT {SELECT} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        return None
+    record = decode(row)
+    if record.terminal:
+        return record
+    if record.status is Status.RUNNING:
+        row = tx.conn.execute(f"UPDATE tasks SET cancel_requested = 1 WHERE id = ? "
+                              f"RETURNING {SELECT}", (task_id,)).fetchone()
+    else:
+        row = tx.conn.execute(f"UPDATE tasks SET status = 'cancelled', cancel_requested = 1, "
+                              f"finished_at = ? WHERE id = ? RETURNING {SELECT}",
+                              (now, task_id)).fetchone()
+    record = decode(row)
+    tx.changed("status", record)
+    return record
+
+
+def delete(tx: Tx, task_id: str) -> bool:
+    cursor = tx.conn.execute(f"DELETE FROM tasks WHERE id = ? AND status IN {TERMINAL_SQL}",
+                             (task_id,))
+    return cursor.rowcount == 1
+
+
+# -- the runner -------------------------------------------------------------------------
+
+class _Room:
+    """Which names may start now: not excluded, and below their limit counting the running
+    records of every process plus those picked in this claim."""
+
+    def __init__(self, conn: sqlite3.Connection, request: ClaimRequest) -> None:
+        self._conn = conn
+        self._limits = request.limits
+        self._excluded = request.excluded
+        self._left: dict[str, int] = {}
+
+    def allows(self, name: str) -> bool:
+        if name in self._excluded:
+            return False
+        limit = self._limits.get(name)
+        if limit is None:
+            return True
+        left = self._left.get(name)
+        if left is None:
+            (running,) = self._conn.execute(
+                "SELECT count(*) FROM tasks WHERE name = ? AND status = 'running'",
+                (name,)).fetchone()
+            left = self._left[name] = limit - running
+        return left > 0
+
+    def take(self, name: str) -> None:
+        if name in self._left:
+            self._left[name] -= 1
+
+
+def claim(tx: Tx, request: ClaimRequest) -> list[TaskRecord]:
+    promote_due(tx, request.now)
+    if request.limit <= 0:
+        return []
+    window = request.limit + CLAIM_SLACK
+    rows = tx.conn.execute(
+        "SELECT seq, name, cancel_requested FROM tasks WHERE status = 'queued' "
+        "ORDER BY priority DESC, seq LIMIT ?", (window,)).fetchall()
+    picked = _pick(rows, _Room(tx.conn, request), request.limit)
+    if len(picked) < request.limit and len(rows) == window:
+        # Names that cannot start fill the head of the queue: look at each name's best.
+        room = _Room(tx.conn, request)
+        picked = _pick(_heads_by_name(tx.conn, room, request.limit), room, request.limit)
+    return _start(tx, picked, request) if picked else []
+
+
+def _pick(rows: Iterable[tuple[int, str, int]], room: _Room, limit: int) -> list[int]:
+    picked: list[int] = []
+    for seq, name, cancel_requested in rows:
+        if cancel_requested or not room.allows(name):
+            continue
+        room.take(name)
+        picked.append(seq)
+        if len(picked) == limit:
+            break
+    return picked
+
+
+def _heads_by_name(conn: sqlite3.Connection, room: _Room, limit: int
+                   ) -> list[tuple[int, str, int]]:
+    """The best queued records of each name that may start, best first. The names come
+    from a skip scan of an index (a seek per name), never from reading every queued row."""
+    names = [name for (name,) in conn.execute(
+        "WITH RECURSIVE names(name) AS ("
+        " SELECT min(name) FROM tasks WHERE status = 'queued'"
+        " UNION ALL SELECT (SELECT min(name) FROM tasks WHERE status = 'queued'"
+        "  AND name > names.name) FROM names WHERE names.name IS NOT NULL)"
+        " SELECT name FROM names WHERE name IS NOT NULL")]
+    heads: list[tuple[int, int, str, int]] = []
+    for name in names:
+        if room.allows(name):
+            heads.extend(conn.execute(
+                "SELECT -priority, seq, name, cancel_requested FROM tasks "
+                "WHERE status = 'queued' AND name = ? ORDER BY priority DESC, seq LIMIT ?",
+                (name, limit + CLAIM_SLACK)))
+    heads.sort()
+    return [(seq, name, cancel) for _, seq, name, cancel in heads]
+
+
+def _start(tx: Tx, picked: list[int], request: ClaimRequest) -> list[TaskRecord]:
+    rows = tx.conn.execute(
+        f"UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?, "
+        f"progress = NULL, lease_owner = ?, lease_expires = ? "
+        f"WHERE seq IN ({_marks(picked)}) AND status = 'queued' RETURNING {SELECT}",
+        (request.now, request.worker, request.now + request.lease, *picked)).fetchall()
+    by_seq = {record.seq: record for record in map(decode, rows)}
+    records = [by_seq[seq] for seq in picked]
+    for record in records:
+        tx.changed("status", record)
+    return records
+
+
+def promote_due(tx: Tx, now: float) -> None:
+    """Scheduled records whose time has come become queued (or, defensively, cancelled if a
+    cancel was requested: such a record never starts)."""
+    rows = tx.conn.execute(
+        f"UPDATE tasks SET "
+        f"status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
+        f"finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END "
+        f"WHERE status = 'scheduled' AND scheduled_at <= ? RETURNING {SELECT}",
+        (now, now)).fetchall()
+    for row in rows:
+        tx.changed("status", decode(row))
+
+
+def unclaim(tx: Tx, records: Sequence[TaskRecord], worker: str) -> None:
+    """Hand back records claimed for a caller that stopped waiting (they never ran)."""
+    for record in records:
+        row = tx.conn.execute(
+            f"UPDATE tasks SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, "
+            f"lease_expires = NULL WHERE id = ? AND status = 'running' AND attempts = ? "
+            f"AND lease_owner = ? RETURNING {SELECT}",
+            (record.id, record.attempts, worker)).fetchone()
+        if row is not None:
+            tx.changed("status", decode(row))
+
+
+def settle(tx: Tx, task_id: str, attempts: int, worker: str, outcome: Outcome,
+           progress: str | None) -> TaskRecord | None:
+    """End an attempt the worker holds; ``progress`` (JSON) is its last unwritten one."""
+    row = tx.conn.execute("SELECT status, attempts, lease_owner, cancel_requested FROM tasks "
+                          "WHERE id = ?", (task_id,)).fetchone()
+    if row is None or tuple(row[:3]) != ("running", attempts, worker):
+        return None
+    status = outcome.status
+    if status not in TERMINAL and row[3]:
+        status = Status.CANCELLED
+    if status not in ALLOWED_MOVES[Status.RUNNING]:
+        raise ValueError(f"a running task cannot settle as {status}")
+    common = ("status = ?, error = ?, progress = coalesce(?, progress), lease_owner = NULL, "
+              "lease_expires = NULL")
+    values: tuple[object, ...] = (status.value, encode_error(outcome.error), progress)
+    if status in TERMINAL:
+        common += ", result = ?, finished_at = ?"
+        values += (encode_result(outcome.result), outcome.at)
+    elif status is Status.SCHEDULED:
+        common += ", scheduled_at = ?"
+        values += (outcome.scheduled_at,)
+    row = tx.conn.execute(f"UPDATE tasks SET {common} WHERE id = ? RETURNING {SELECT}",
+                          (*values, task_id)).fetchone()
+    record = decode(row)
+    tx.changed("status", record)
+    return record
+
+
+def write_progress(tx: Tx, items: Sequence[tuple[str, int, str, str]]
+                   ) -> list[tuple[str, int, str]]:
+    """Write each ``(task_id, attempts, worker, progress)`` the worker still holds; the
+    ones it does not are returned."""
+    lost = []
+    for task_id, attempts, worker, progress in items:
+        cursor = tx.conn.execute(
+            "UPDATE tasks SET progress = ? WHERE id = ? AND status = 'running' "
+            "AND attempts = ? AND lease_owner = ?", (progress, task_id, attempts, worker))
+        if cursor.rowcount:
+            tx.log(task_id, "progress")
+        else:
+            lost.append((task_id, attempts, worker))
+    return lost
+
+
+def renew(tx: Tx, worker: str, task_ids: Sequence[str], now: float, lease: float
+          ) -> dict[str, bool]:
+    held: dict[str, bool] = {}
+    for start in range(0, len(task_ids), CHUNK):
+        chunk = task_ids[start:start + CHUNK]
+        rows = tx.conn.execute(
+            f"UPDATE tasks SET lease_expires = ? WHERE status = 'running' AND lease_owner = ? "
+            f"AND id IN ({_marks(chunk)}) RETURNING id, cancel_requested",
+            (now + lease, worker, *chunk)).fetchall()
+        held.update((task_id, bool(cancel)) for task_id, cancel in rows)
+    return held
+
+
+def reclaim(tx: Tx, worker: str, now: float, lease: float) -> list[TaskRecord]:
+    rows = tx.conn.execute(
+        f"UPDATE tasks SET lease_owner = ?, lease_expires = ? "
+        f"WHERE status = 'running' AND lease_expires < ? RETURNING {SELECT}",
+        (worker, now + lease, now)).fetchall()
+    return sorted(map(decode, rows), key=lambda record: record.seq)
+
+
+# -- housekeeping -----------------------------------------------------------------------
+
+def evict_some(tx: Tx, finished_before: float, keep_at_most: int, limit: int) -> int:
+    """Delete up to ``limit`` terminal records: those finished before a time, then the
+    oldest finished beyond ``keep_at_most``. Fewer than ``limit`` means done."""
+    oldest = (f"DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE status IN "
+              f"{TERMINAL_SQL} {{}} ORDER BY finished_at, seq LIMIT ?)")
+    done = tx.conn.execute(oldest.format("AND finished_at < ?"),
+                           (finished_before, limit)).rowcount
+    if done < limit:
+        excess = min(finished(tx.conn) - keep_at_most, limit - done)
+        if excess > 0:
+            done += tx.conn.execute(oldest.format(""), (excess,)).rowcount
+    return done
+
+
+def finished(conn: sqlite3.Connection) -> int:
+    (count,) = conn.execute(f"SELECT coalesce(sum(n), 0) FROM counts WHERE scope = '' "
+                            f"AND status IN {TERMINAL_SQL}").fetchone()
+    return int(count)
+
+
+def tidy(tx: Tx) -> None:
+    """Prune the change feed to its newest rows, and give free pages back to the file
+    system once they are a good part of the file (they are reused first otherwise)."""
+    tx.conn.execute("DELETE FROM changes WHERE n <= (SELECT max(n) FROM changes) - ?",
+                    (KEEP_CHANGES,))
+    free, pages = free_pages(tx.conn)
+    if free > max(VACUUM_MIN_PAGES, pages // 4):
+        tx.conn.execute(f"PRAGMA incremental_vacuum({free - pages // 8})").fetchall()
+
+
+def free_pages(conn: sqlite3.Connection) -> tuple[int, int]:
+    (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    return int(free), int(pages)
+
+
+def untidy(conn: sqlite3.Connection) -> bool:
+    """Whether :func:`tidy` has work (read before taking the write lock)."""
+    (span,) = conn.execute("SELECT coalesce(max(n) - min(n), 0) FROM changes").fetchone()
+    free, pages = free_pages(conn)
+    return bool(span > KEEP_CHANGES or free > max(VACUUM_MIN_PAGES, pages // 4))
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))

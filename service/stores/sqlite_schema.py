@@ -1,0 +1,182 @@
+"""The SQLite store's tables and indexes, and how a task record maps to a row.
+
+Every query the store runs is served by an index (tests/stores/test_sqlite.py checks the
+plans): a page of a rare status or name reads only its own entries, counts come from a
+small table that triggers keep, and the claim, due, lease and eviction orders each have a
+partial index that holds only the rows they can touch.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from .. import jsonutil
+from ..models import TERMINAL, Progress, Status, TaskError, TaskRecord
+
+SCHEMA_VERSION = 1
+
+COLUMNS = ("seq", "id", "name", "args", "kwargs", "status", "priority", "progress", "result",
+           "error", "attempts", "max_attempts", "cancel_requested", "timeout", "created_at",
+           "scheduled_at", "started_at", "finished_at", "owner", "idempotency_key",
+           "request_hash", "lease_owner", "lease_expires")
+SELECT = ", ".join(COLUMNS)
+INSERT = (f"INSERT INTO tasks ({', '.join(COLUMNS[1:])}) "
+          f"VALUES ({', '.join('?' for _ in COLUMNS[1:])})")
+
+TERMINAL_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(TERMINAL)) + ")"
+
+_COUNT_IN = """    INSERT INTO counts VALUES ('', NEW.status, 1)
+        ON CONFLICT (scope, status) DO UPDATE SET n = n + 1;
+    INSERT INTO counts SELECT 'o:' || NEW.owner, NEW.status, 1 WHERE NEW.owner IS NOT NULL
+        ON CONFLICT (scope, status) DO UPDATE SET n = n + 1;"""
+_COUNT_OUT = """    UPDATE counts SET n = n - 1 WHERE scope = '' AND status = OLD.status;
+    UPDATE counts SET n = n - 1 WHERE scope = 'o:' || OLD.owner AND status = OLD.status;"""
+_STATUSES = ", ".join(f"'{s.value}'" for s in Status)
+
+# Partial indexes: SQLite uses one only when the query's WHERE implies the index's WHERE,
+# so the queries repeat these conditions word for word.
+TABLES = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS tasks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    kwargs TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ({_STATUSES})),
+    priority INTEGER NOT NULL,
+    progress TEXT,
+    result TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    cancel_requested INTEGER NOT NULL,
+    timeout REAL,
+    created_at REAL NOT NULL,
+    scheduled_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    owner TEXT,
+    idempotency_key TEXT,
+    request_hash TEXT,
+    lease_owner TEXT,
+    lease_expires REAL
+);
+CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, seq);
+CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, status, seq);
+CREATE INDEX IF NOT EXISTS tasks_owner ON tasks (owner, status, seq) WHERE owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_owner_name ON tasks (owner, name, status, seq)
+    WHERE owner IS NOT NULL;
+-- NULLs are distinct in a UNIQUE index: records without an owner get an index of their own.
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency ON tasks (owner, idempotency_key)
+    WHERE owner IS NOT NULL AND idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_anonymous ON tasks (idempotency_key)
+    WHERE owner IS NULL AND idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (priority DESC, seq, name, cancel_requested)
+    WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS tasks_ready_by_name
+    ON tasks (name, priority DESC, seq, cancel_requested) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (scheduled_at) WHERE status = 'scheduled';
+CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at, seq)
+    WHERE status IN {TERMINAL_SQL};
+
+-- scope '' counts every record, scope 'o:' || owner one owner's.
+CREATE TABLE IF NOT EXISTS counts (
+    scope TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, status)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS tasks_counted_in AFTER INSERT ON tasks BEGIN
+{_COUNT_IN}
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_counted_out AFTER DELETE ON tasks BEGIN
+{_COUNT_OUT}
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_counted_moves AFTER UPDATE OF status ON tasks
+    WHEN OLD.status IS NOT NEW.status BEGIN
+{_COUNT_OUT}
+{_COUNT_IN}
+END;
+
+-- The change feed other processes read: appended with every status change, cancel
+-- request and progress write, pruned to the newest rows by evict().
+CREATE TABLE IF NOT EXISTS changes (
+    n INTEGER PRIMARY KEY, task_id TEXT NOT NULL, kind TEXT NOT NULL, writer TEXT NOT NULL);
+"""
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create what is missing and check the version (inside the caller's transaction)."""
+    for statement in _statements(TABLES):
+        conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+    (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if version != SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"its schema version is {version!r}, this Offload reads version {SCHEMA_VERSION}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (``executescript`` would commit the transaction)."""
+    lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
+    statements, current = [], ""
+    for line in lines:
+        current += line + "\n"
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements
+
+
+def encode(record: TaskRecord) -> tuple[Any, ...]:
+    """The row of a record, without ``seq`` (in ``INSERT``'s column order)."""
+    return (record.id, record.name, _text(record.args), _text(record.kwargs),
+            record.status.value, record.priority, encode_progress(record.progress),
+            encode_result(record.result), encode_error(record.error), record.attempts,
+            record.max_attempts, int(record.cancel_requested), record.timeout,
+            record.created_at, record.scheduled_at, record.started_at, record.finished_at,
+            record.owner, record.idempotency_key, record.request_hash, record.lease_owner,
+            record.lease_expires)
+
+
+def decode(row: Sequence[Any]) -> TaskRecord:
+    """A fresh record from a row of ``SELECT`` (the columns in ``COLUMNS`` order)."""
+    (seq, task_id, name, args, kwargs, status, priority, progress, result, error, attempts,
+     max_attempts, cancel_requested, timeout, created_at, scheduled_at, started_at,
+     finished_at, owner, idempotency_key, request_hash, lease_owner, lease_expires) = row
+    return TaskRecord(
+        name=name, args=_loads(args), kwargs=_loads(kwargs), id=task_id,
+        status=Status(status), priority=priority,
+        progress=None if progress is None else Progress(**_loads(progress)),
+        result=None if result is None else _loads(result),
+        error=None if error is None else TaskError(**_loads(error)),
+        attempts=attempts, max_attempts=max_attempts,
+        cancel_requested=bool(cancel_requested), timeout=timeout, created_at=created_at,
+        scheduled_at=scheduled_at, started_at=started_at, finished_at=finished_at,
+        owner=owner, idempotency_key=idempotency_key, request_hash=request_hash, seq=seq,
+        lease_owner=lease_owner, lease_expires=lease_expires)
+
+
+def encode_progress(progress: Progress | None) -> str | None:
+    return None if progress is None else _text(progress.to_json())
+
+
+def encode_result(result: Any) -> str | None:
+    return None if result is None else _text(result)
+
+
+def encode_error(error: TaskError | None) -> str | None:
+    if error is None:
+        return None
+    return _text({"type": error.type, "message": error.message, "traceback": error.traceback})
+
+
+def _text(value: Any) -> str:
+    return jsonutil.dumps(value).decode()  # falls back for integers beyond 64 bits
+
+
+def _loads(text: str) -> Any:
+    # The standard parser, not orjson: orjson reads integers beyond 64 bits as floats.
+    return json.loads(text)
