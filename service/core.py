@@ -13,7 +13,6 @@ Embed it in any asyncio program::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import inspect
 import logging
@@ -33,6 +32,7 @@ from .errors import (
     IdempotencyConflict,
     InvalidSubmission,
     NotRunning,
+    QueueFull,
     ShuttingDown,
     TaskAlreadyTerminal,
     TaskNotFound,
@@ -43,12 +43,12 @@ from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_t
 from .handles import task as declare_task
 from .logs import task_event
 from .metrics import Metrics
-from .models import JSON, PENDING, Status, Submission, TaskError, TaskRecord, looks_like_task_id
+from .models import JSON, Status, Submission, TaskError, TaskRecord, looks_like_task_id
 from .registry import Registry
-from .runner.job import Job
-from .runner.scheduler import Scheduler
+from .runner.runner import Runner
 from .settings import Settings
-from .stores import ListQuery, TaskStore, open_store
+from .stores import open_store
+from .stores.base import ChangeKind, ListQuery, QueueBoundReached, TaskStore
 from .watchdog import LoopWatchdog
 
 log = logging.getLogger("offload")
@@ -56,18 +56,21 @@ PRIORITY_LIMIT = 2**31
 
 
 class TaskService:
-    """Runs registered tasks in this process and keeps their records in a store."""
+    """The front of Offload: accepts, reads and cancels tasks through a store, and runs them
+    with a :class:`Runner` that talks to the same store (and nothing else)."""
 
     def __init__(self, settings: Settings | None = None, store: TaskStore | None = None) -> None:
         self.settings = settings or Settings()
         self.registry = Registry()
         self.store = store or open_store(self.settings.store)
+        self.store.on_change = self._on_change
         self.hub = EventHub(self.settings.expose_tracebacks)
         self.metrics = Metrics(self._gauges)
-        self.scheduler = Scheduler(self.store, self.hub, self.metrics, self.settings)
+        self.runner = Runner(self.store, self.registry, self.metrics, self.settings)
         self._cursors = CursorCodec()
-        self._idempotency_lock = asyncio.Lock()
-        self._sweeper: asyncio.Task[None] | None = None
+        self._counts: dict[Status, int] = dict.fromkeys(Status, 0)
+        self._loops: list[asyncio.Task[None]] = []
+        self._admitting: set[asyncio.Future[None]] = set()
         self.watchdog: LoopWatchdog | None = None
         self._started_at: float | None = None
         self._stopping = False
@@ -103,15 +106,19 @@ class TaskService:
         return self._started_at is not None and not self._stopping
 
     async def start(self) -> None:
-        """Open the store, take back work left by an earlier run, start the sweeper."""
+        """Open the store and start the runner (which first takes over expired leases)."""
         if self._stopping:
             raise NotRunning("a stopped task service cannot start again: make a new one")
         if self._started_at is not None:
             return
         await self.store.open()
-        await self._recover()
+        self._cursors = CursorCodec(await self.store.cursor_key())
+        await self.runner.reclaim()
         self._started_at = time.monotonic()
-        self._sweeper = asyncio.create_task(self._sweep(), name="offload:sweeper")
+        self.runner.start()
+        self._loops.append(asyncio.create_task(self._sweep(), name="offload:sweeper"))
+        if self.store.shared:
+            self._loops.append(asyncio.create_task(self._follow(), name="offload:feed"))
         if self.settings.loop_lag_threshold > 0:
             self.watchdog = LoopWatchdog(
                 self.settings.loop_lag_threshold, self._loop_task_code,
@@ -125,13 +132,16 @@ class TaskService:
             return
         self._stopping = True
         grace = self.settings.shutdown_grace if grace is None else grace
-        await self.scheduler.drain(grace)
+        await asyncio.gather(*self._admitting)  # accepted before the stop: not lost
+        await self.runner.drain(grace)
+        if not self.store.durable:  # nothing will ever run what is left: say so
+            await self.store.abandon_pending(time.time(), TaskError(
+                "Interrupted", "the service shut down before the task ran"))
         if self.watchdog is not None:
             await self.watchdog.stop()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for loop_task in self._loops:
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
         await self.store.close()
 
     def _loop_task_code(self) -> dict[CodeType, str]:
@@ -140,30 +150,35 @@ class TaskService:
                  for t in self.registry if t.executor == "async")
         return {code: name for code, name in codes if code is not None}
 
+    def _on_change(self, kind: ChangeKind, record: TaskRecord) -> None:
+        """Every change the store reports, made here or (through the feed) elsewhere."""
+        self.hub.publish(kind, record)
+        self.runner.notice(record)
+
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sweep_interval)
             try:
-                await self.scheduler.evict()
+                await self.evict()
             except Exception:
                 log.exception("evicting old task records failed")
 
-    async def _recover(self) -> None:
-        for record in await self.store.unfinished():
+    async def evict(self) -> int:
+        """Drop terminal records past ``result_ttl`` or beyond ``max_records``."""
+        cutoff = time.time() - self.settings.result_ttl
+        return await self.store.evict(cutoff, self.settings.max_records)
+
+    async def _follow(self) -> None:
+        """Hand changes made by other processes to waiters, streams and the runner."""
+        cursor: int | None = None
+        while True:
             try:
-                task_type = self.registry.get(record.name)
-                call = task_type.bind(record.args, record.kwargs)
-            except InvalidSubmission as exc:
-                record.status = Status.FAILED
-                record.error = TaskError("Interrupted", f"cannot resume: {exc}")
-                record.finished_at = time.time()
-                await self.store.save(record)
-                continue
-            if record.status is Status.RUNNING:
-                interrupted = Job(record, task_type, call)
-                await self.scheduler.interrupt(interrupted, "the service stopped while it ran")
-            if record.status in PENDING:
-                self.scheduler.enqueue(Job(record, task_type, call), reserved=False)
+                cursor, changes = await self.store.changes_since(cursor)
+                for kind, record in changes:
+                    self._on_change(kind, record)
+            except Exception:
+                log.exception("reading the store's changes failed")
+            await asyncio.sleep(self.settings.poll_interval)
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -172,20 +187,14 @@ class TaskService:
         idempotency_key: str | None = None, request_hash: str | None = None,
     ) -> tuple[TaskRecord, bool]:
         """Accept one task. Returns the record and whether it is new (False: an earlier
-        submission with the same idempotency key)."""
-        if idempotency_key is None:
-            job = self._prepare(submission, owner)
-            await self._admit([job])
-            return job.record, True
-        job = self._prepare(submission, owner, idempotency_key, request_hash)
-        async with self._idempotency_lock:
-            existing = await self.store.find_idempotent(owner, idempotency_key)
-            if existing is not None:
-                if existing.request_hash != job.record.request_hash:
-                    raise IdempotencyConflict("this Idempotency-Key was used with another body")
-                return existing, False
-            await self._admit([job])
-            return job.record, True
+        submission with the same idempotency key, which the store keeps unique)."""
+        record = self._prepare(submission, owner, idempotency_key, request_hash)
+        (stored,) = await self._admit([record])
+        if stored is record:
+            return record, True
+        if stored.request_hash != record.request_hash:
+            raise IdempotencyConflict("this Idempotency-Key was used with another body")
+        return stored, False
 
     async def submit_many(
         self, submissions: Sequence[Submission], *, owner: str | None = None
@@ -194,21 +203,21 @@ class TaskService:
         if len(submissions) > self.settings.max_batch:
             raise InvalidSubmission([FieldError(
                 "tasks", f"at most {self.settings.max_batch} tasks in one batch")])
-        jobs = []
+        records = []
         for index, submission in enumerate(submissions):
             try:
-                jobs.append(self._prepare(submission, owner))
+                records.append(self._prepare(submission, owner))
             except InvalidSubmission as exc:
                 raise exc.prefixed(f"tasks.{index}") from None
-        await self._admit(jobs)
-        return [job.record for job in jobs]
+        return await self._admit(records)
 
     def _prepare(self, submission: Submission, owner: str | None,
-                 idempotency_key: str | None = None, request_hash: str | None = None) -> Job:
+                 idempotency_key: str | None = None, request_hash: str | None = None
+                 ) -> TaskRecord:
         task_type = self.registry.get(submission.name)
         args, kwargs = list(submission.args), dict(submission.kwargs)  # the record's own
         _check_json(args, kwargs)
-        call = task_type.bind(args, kwargs)
+        task_type.bind(args, kwargs)
         _check_options(submission, self.settings.max_delay)
         if idempotency_key is not None:  # fingerprint only what is known to be JSON
             request_hash = request_hash or submission.fingerprint()
@@ -221,22 +230,27 @@ class TaskService:
         if submission.delay:
             record.status = Status.SCHEDULED
             record.scheduled_at = now + submission.delay
-        return Job(record, task_type, call)
+        return record
 
-    async def _admit(self, jobs: list[Job]) -> None:
+    async def _admit(self, records: list[TaskRecord]) -> list[TaskRecord]:
         if not self.started:
             raise ShuttingDown("the service is shutting down") if self._stopping else NotRunning(
                 "the task service has not been started")
-        self.scheduler.reserve(len(jobs))
+        admitting = asyncio.get_running_loop().create_future()
+        self._admitting.add(admitting)
         try:
-            await self.store.add([job.record for job in jobs])
-        except BaseException:
-            self.scheduler.unreserve(len(jobs))
-            raise
-        for job in jobs:
-            task_event(log, logging.DEBUG, "task_submitted", job.record, "accepted")
-            self.metrics.of(job.record.name).submitted += 1
-            self.scheduler.enqueue(job)
+            stored = await self.store.add(records, self.settings.max_queue)
+        except QueueBoundReached:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise QueueFull(self.settings.max_queue, self.settings.poll_after) from None
+        finally:
+            self._admitting.discard(admitting)
+            admitting.set_result(None)
+        for record in records:
+            task_event(log, logging.DEBUG, "task_submitted", record, "accepted")
+            self.metrics.of(record.name).submitted += 1
+        self.runner.wake()
+        return stored
 
     # -- looking up and acting ------------------------------------------------------------
 
@@ -267,19 +281,17 @@ class TaskService:
     async def cancel(self, task_id: str, owner: str | None = None) -> TaskRecord:
         """Cancel a task that has not finished; :class:`TaskAlreadyTerminal` otherwise."""
         record = await self.get(task_id, owner)
-        if record.terminal:
-            raise TaskAlreadyTerminal(f"task {task_id} is already {record.status}")
-        job = self.scheduler.job(task_id)
-        if job is not None:
-            await self.scheduler.cancel(job)
-        return job.record if job is not None else record
+        if not record.terminal:
+            record = await self.store.request_cancel(task_id, time.time()) or record
+            if record.cancel_requested:  # else it ended meanwhile, on its own
+                return record
+        raise TaskAlreadyTerminal(f"task {task_id} is already {record.status}")
 
     async def delete(self, task_id: str, owner: str | None = None) -> None:
         """Forget a finished task's record; :class:`TaskStillActive` if it is not finished."""
         record = await self.get(task_id, owner)
-        if not record.terminal:
+        if not record.terminal or not await self.store.delete(task_id):
             raise TaskStillActive(f"task {task_id} is {record.status}; cancel it first")
-        await self.store.delete(task_id)
         self.hub.forget(task_id)
 
     async def subscribe(self, task_id: str, owner: str | None = None
@@ -326,6 +338,8 @@ class TaskService:
     async def stats(self, owner: str | None = None) -> dict[str, JSON]:
         """Counts by status, queue depth, running, capacity and uptime."""
         counts = await self.store.count_by_status(owner)
+        if owner is None:
+            self._counts = counts
         uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
         return {
             "counts": {status.value: counts[status] for status in Status},
@@ -336,9 +350,17 @@ class TaskService:
         }
 
     def _gauges(self) -> dict[str, float]:
-        scheduler = self.scheduler
-        return {"queue_depth": scheduler.pending, "queued": scheduler.queued,
-                "running": scheduler.running, "capacity": scheduler.capacity}
+        """Queue depth as last read from the store (deployment-wide); running and capacity
+        of this process's runner."""
+        counts = self._counts
+        return {"queue_depth": counts[Status.QUEUED] + counts[Status.SCHEDULED],
+                "queued": counts[Status.QUEUED],
+                "running": self.runner.running, "capacity": self.runner.capacity}
+
+    async def metrics_exposition(self) -> bytes:
+        """The Prometheus text, with the store's counts read now."""
+        self._counts = await self.store.count_by_status()
+        return self.metrics.exposition()
 
     def handle(self, task_id: str) -> TaskHandle:
         """A handle on a task by id (no check that it exists until it is used)."""

@@ -166,6 +166,8 @@ class TaskRecord:
     idempotency_key: str | None = None
     request_hash: str | None = None
     seq: int = 0
+    lease_owner: str | None = None  # the runner holding a running record (never shown)
+    lease_expires: float | None = None
 
     @property
     def terminal(self) -> bool:

@@ -120,12 +120,29 @@ class Registry:
 
     def __init__(self) -> None:
         self._types: dict[str, TaskType] = {}
+        self._limits: dict[str, int] = {}
+        self._by_executor: dict[Executor, tuple[str, ...]] = {e: () for e in EXECUTORS}
 
     def add(self, task_type: TaskType) -> None:
         existing = self._types.get(task_type.name)
         if existing is not None and existing.fn is not task_type.fn:
             raise ValueError(f"a different task is already registered as {task_type.name!r}")
         self._types[task_type.name] = task_type
+        self._limits = {t.name: t.concurrency for t in self._types.values()
+                        if t.concurrency is not None}
+        self._by_executor = {e: tuple(t.name for t in self._types.values() if t.executor == e)
+                             for e in EXECUTORS}
+
+    def concurrency_limits(self) -> dict[str, int]:
+        """The ``concurrency`` of every type that has one (read, never change)."""
+        return self._limits
+
+    def names_run_by(self, executor: Executor) -> tuple[str, ...]:
+        return self._by_executor[executor]
+
+    def is_idempotent(self, name: str) -> bool:
+        task_type = self._types.get(name)
+        return task_type is not None and task_type.idempotent
 
     def get(self, name: str) -> TaskType:
         try:

@@ -45,6 +45,8 @@ class Settings:
     poll_after: int = 1
     expose_tracebacks: bool = False
     sweep_interval: float = 5.0
+    lease: float = 10.0
+    poll_interval: float = 0.025
     loop_lag_threshold: float = 0.1
     log_format: str = "text"
     log_level: str = "INFO"
@@ -110,5 +112,5 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _POSITIVE = frozenset({"max_concurrency", "max_body", "max_result", "max_queue", "thread_workers",
                        "process_workers", "max_batch", "max_page", "sweep_interval",
-                       "sse_keepalive"})
+                       "sse_keepalive", "lease", "poll_interval"})
 _DEFAULTS = Settings()

@@ -10,9 +10,11 @@ import pytest
 
 from service import TaskService
 from service.errors import QueueFull
-from service.models import Status, Submission
+from service.models import ACTIVE, Status, Submission
+from service.stores.base import ListQuery
 from tests import state_tasks
 from tests.conftest import settings
+from tests.sample_tasks import gate
 from tests.test_core import DurableMemoryStore
 
 
@@ -50,10 +52,11 @@ async def test_a_retry_does_not_take_the_queue_past_its_bound() -> None:
     await service.start()
     try:
         await service.submit(Submission("one_at_a_time", ["x"]))  # holds a slot and its type
+        await gate("x").wait_started()
         retrying, _ = await service.submit(Submission("held_slow_retry", ["r"]))  # 2nd slot
         assert await asyncio.to_thread(state_tasks.latch("r").started.wait, 5)
         await service.submit(Submission("one_at_a_time", ["y"]))  # queued: the queue is full
-        assert service.scheduler.pending == 1
+        assert (await service.stats())["queue_depth"] == 1
         record, subscription = await service.subscribe(retrying.id)
         assert subscription is not None
         state_tasks.latch("r").give("retry")
@@ -66,7 +69,7 @@ async def test_a_retry_does_not_take_the_queue_past_its_bound() -> None:
         assert record.status is Status.FAILED  # a retry would have been past the bound
         assert record.error is not None
         assert record.error.message.endswith("(not retried: the queue is full)")
-        assert service.scheduler.pending <= service.settings.max_queue
+        assert (await service.stats())["queue_depth"] <= service.settings.max_queue
     finally:
         await service.stop(grace=0)
 
@@ -82,13 +85,14 @@ async def test_work_requeued_at_shutdown_is_kept_and_holds_back_new_work() -> No
     assert await asyncio.to_thread(state_tasks.latch("a").started.wait, 5)
     await first.submit(Submission("quick_add", [1, 2]))  # queued: the queue is full
     await first.stop(grace=0)
-    assert len(await store.unfinished()) == 2  # both kept: right
+    assert len(await store.page(ListQuery(statuses=ACTIVE))) == 2  # both kept: right
     second = TaskService(settings(max_concurrency=1, max_queue=1), store=store)
     second.register_module("tests.state_tasks")
     await second.start()
     try:
         # both taken back, past the bound of 1: one runs at once, the other waits
-        assert second.scheduler.pending + second.scheduler.running == 2
+        stats = await second.stats()
+        assert stats["queue_depth"] + stats["counts"]["running"] == 2  # type: ignore[index]
         with pytest.raises(QueueFull):
             await second.submit(Submission("quick_add", [2, 2]))
     finally:

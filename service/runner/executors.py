@@ -39,7 +39,6 @@ class AsyncExecutor(Executor):
         self.capacity = capacity
 
     async def run(self, job: Job, context: TaskContext) -> Any:
-        # The scheduler's worker runs the next task in the same asyncio task: reset after.
         token = set_current(context)
         try:
             return await job.task_type.fn(*job.args, **job.kwargs)
@@ -59,7 +58,7 @@ class ThreadExecutor(Executor):
         return False
 
     async def run(self, job: Job, context: TaskContext) -> Any:
-        ctx = contextvars.copy_context()
+        ctx = contextvars.Context()  # fresh: nothing the loop's side set reaches the thread
         ctx.run(set_current, context)
         target = functools.partial(ctx.run, job.task_type.fn, *job.args, **job.kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, target)

@@ -1,42 +1,33 @@
-"""A job: one task record plus what the scheduler needs while the task is alive."""
+"""A job: a claimed record plus what this runner needs while it runs the attempt."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..models import TaskRecord
-from ..registry import BoundCall, TaskType
+from ..models import Progress, TaskRecord
+from ..registry import TaskType
 
-StopReason = Literal["cancel", "timeout", "shutdown"]
+StopReason = Literal["cancel", "timeout", "shutdown", "lost"]
 
 
 @dataclass(eq=False, slots=True)
 class Job:
-    """Lives from submit to the terminal status; the record is what is stored."""
+    """One attempt of one task, from its claim to its settle, in an asyncio task of its own."""
 
     record: TaskRecord
     task_type: TaskType
-    call: InitVar[BoundCall]
-    # The call's parts, not the call: a tuple of plain values is one object the garbage
-    # collector stops scanning, and a queue of 100,000 jobs is scanned again and again.
-    args: tuple[Any, ...] = field(init=False)
-    kwargs: dict[str, Any] = field(init=False)
-    runner: asyncio.Task[None] | None = None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    task: asyncio.Task[None] | None = None
     timer: asyncio.TimerHandle | None = None
     stop_reason: StopReason | None = None
-    dequeued: bool = False  # taken out of the ready queue (cancelled, or shutting down)
-    settled: bool = False  # the record reached a terminal status for this run
-    attempting: bool = False  # in the task's own code, where a cancel may land
-    cancels_sent: int = 0  # times the runner was cancelled to stop this attempt
-
-    def __post_init__(self, call: BoundCall) -> None:
-        self.args, self.kwargs = call.args, call.kwargs
-
-    @property
-    def sort_key(self) -> tuple[int, int]:
-        return (-self.record.priority, self.record.seq)
+    in_code: bool = False  # in the task's own code, where a cancel may land
+    cancels_sent: int = 0
+    settled: bool = False  # written by someone (shutdown may settle a thread that runs on)
+    progress: Progress | None = None  # reported, not yet handed to the store
+    progress_writer: asyncio.Task[None] | None = None
 
     def disarm(self) -> None:
         if self.timer is not None:

@@ -18,12 +18,11 @@ log = logging.getLogger("offload.scheduler")
 
 
 @dataclass(slots=True)
-class Outcome:
+class AttemptResult:
     """What an attempt produced: a value, or the error it raised."""
 
     value: JSON = None
     error: BaseException | None = None
-
 
 
 def log_outcome(record: TaskRecord) -> None:

@@ -1,12 +1,34 @@
-"""The storage contract. Stores only persist; the rules live in the core (saq's split)."""
+"""The lifecycle contract: the store owns each task's life, every backend behind one seam.
+
+The front (HTTP, handles) and the runner never share memory; they talk only through a
+store. A store adds records (idempotency is its uniqueness rule, the queue bound its
+admission rule), hands startable work to runners under a lease, applies conditional
+transitions, takes cancel requests, renews and reclaims leases, evicts, and reports every
+change it commits to ``on_change`` (and, for a store that other processes share, the
+changes those processes made through :meth:`TaskStore.changes_since`).
+
+Records handed back by a store are the caller's to read; to change one, call a method.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
-from ..models import Status, TaskRecord
+from ..models import JSON, Progress, Status, TaskError, TaskRecord
+
+ChangeKind = Literal["status", "progress"]
+ChangeListener = Callable[[ChangeKind, TaskRecord], None]
+
+
+class QueueBoundReached(Exception):
+    """Adding would take the store's queued + scheduled count past the bound it was given."""
+
+
+class StoreUnavailable(Exception):
+    """The store cannot take writes now (a full disk, a lost connection): try again later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,15 +42,63 @@ class ListQuery:
     before_seq: int | None = None
 
 
-class TaskStore(ABC):
-    """Where task records live. One contract, one test suite, every backend.
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """What a runner may take now.
 
-    Records handed to a store belong to the core: a store must not change them except to
-    assign ``seq`` in :meth:`add`.
+    ``limit``: at most this many records. ``limits``: per task name, the most that may run at
+    once in the whole deployment (every process of a shared store counted). ``excluded``:
+    names this runner cannot start now (their executor is full here).
+    """
+
+    worker: str
+    now: float
+    lease: float
+    limit: int = 1
+    limits: Mapping[str, int] = field(default_factory=dict)
+    excluded: Collection[str] = frozenset()
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ends, written by :meth:`TaskStore.settle`.
+
+    ``status`` is terminal (the attempt's end), ``SCHEDULED`` (a retry at ``scheduled_at``)
+    or ``QUEUED`` (handed back to run again, e.g. an idempotent task cut off by shutdown).
+    """
+
+    status: Status
+    at: float
+    result: JSON = None
+    error: TaskError | None = None
+    scheduled_at: float | None = None
+
+
+class TaskStore(ABC):
+    """Where task records live and how their life moves. One contract, one test suite,
+    every backend (tests/stores/test_store_contract.py).
+
+    The rules every backend keeps:
+
+    - ``add`` is all or nothing; ``seq`` grows with every record added.
+    - Only ``claim`` moves a record to running, and only a startable one: queued, or
+      scheduled and due. Best first: higher ``priority``, then lower ``seq``.
+    - ``settle``, ``save_progress`` and ``renew`` change a running record only while the
+      caller still holds it: same status, same attempt, same lease owner. Anything else is
+      a no-op that says so (None, False, or left out of the answer).
+    - A record with ``cancel_requested`` never starts again: ``claim`` skips it, and a
+      retry or hand-back of it settles as cancelled instead.
+    - Terminal records never change again, except that they are deleted or evicted.
     """
 
     durable: bool = False
-    """True when a record survives a restart of the process (a 202 means it is stored)."""
+    """True when a record survives the process (a 202 means the record is stored)."""
+
+    shared: bool = False
+    """True when several processes may use the store at once (one deployment)."""
+
+    on_change: ChangeListener | None = None
+    """Called after each change this store object commits (set by the service)."""
 
     async def open(self) -> None:
         """Connect, create tables, etc. Called once before use."""
@@ -36,21 +106,26 @@ class TaskStore(ABC):
     async def close(self) -> None:
         """Release resources. Called once at shutdown."""
 
-    @abstractmethod
-    async def add(self, records: Sequence[TaskRecord]) -> None:
-        """Store new records, all or none, assigning each a growing ``seq``."""
+    def _changed(self, kind: ChangeKind, record: TaskRecord) -> None:
+        if self.on_change is not None:
+            self.on_change(kind, record)
+
+    # -- the front ------------------------------------------------------------------------
 
     @abstractmethod
-    async def save(self, record: TaskRecord) -> None:
-        """Persist the current state of a record that was added before."""
+    async def add(self, records: Sequence[TaskRecord], max_pending: int | None = None
+                  ) -> list[TaskRecord]:
+        """Store new records, all or none, assigning each a growing ``seq``.
+
+        A record whose ``(owner, idempotency_key)`` is already stored is not added: the
+        stored record stands in its place in the answer (compare ``id`` to tell). Raises
+        :class:`QueueBoundReached` when the queued and scheduled records would then number more
+        than ``max_pending``.
+        """
 
     @abstractmethod
     async def get(self, task_id: str) -> TaskRecord | None:
         """The record with that id, or None."""
-
-    @abstractmethod
-    async def delete(self, task_id: str) -> bool:
-        """Forget a record; False if there was none."""
 
     @abstractmethod
     async def page(self, query: ListQuery) -> list[TaskRecord]:
@@ -61,13 +136,67 @@ class TaskStore(ABC):
         """How many records have each status (every status present, zeros included)."""
 
     @abstractmethod
-    async def find_idempotent(self, owner: str | None, key: str) -> TaskRecord | None:
-        """The record submitted by ``owner`` under ``Idempotency-Key: key``, if still kept."""
+    async def request_cancel(self, task_id: str, now: float) -> TaskRecord | None:
+        """Cancel: a queued or scheduled record becomes cancelled at once (``finished_at``
+        ``now``); a running one gets ``cancel_requested`` for its runner to see; a terminal
+        one is left as it is. Returns the record after, or None if there is none."""
+
+    @abstractmethod
+    async def delete(self, task_id: str) -> bool:
+        """Forget a terminal record; False if there is none (or it is not terminal)."""
+
+    @abstractmethod
+    async def cursor_key(self) -> bytes:
+        """The key list cursors are signed with: the same for every process of the store."""
+
+    # -- the runner -----------------------------------------------------------------------
+
+    @abstractmethod
+    async def claim(self, request: ClaimRequest) -> list[TaskRecord]:
+        """Move up to ``request.limit`` startable records to running, best first, each
+        with ``attempts`` + 1, ``started_at`` now, no progress, and a lease held by
+        ``request.worker`` until ``now + lease``. Skips names in ``excluded`` and names at
+        their ``limits``. Records with ``cancel_requested`` are never started."""
+
+    @abstractmethod
+    async def next_due(self) -> float | None:
+        """The earliest ``scheduled_at`` of a scheduled record, or None."""
+
+    @abstractmethod
+    async def settle(self, record: TaskRecord, worker: str, outcome: Outcome
+                     ) -> TaskRecord | None:
+        """End the attempt ``record.attempts`` of a running record that ``worker`` holds.
+        A retry or hand-back of a record with ``cancel_requested`` ends cancelled instead.
+        Returns the record after, or None (and changes nothing) if the worker no longer
+        holds that attempt."""
+
+    @abstractmethod
+    async def save_progress(self, record: TaskRecord, worker: str, progress: Progress) -> bool:
+        """Record a running attempt's progress (a backend may write it late, coalesced,
+        but never out of order). False if the worker no longer holds the attempt."""
+
+    @abstractmethod
+    async def renew(self, worker: str, task_ids: Collection[str], now: float, lease: float
+                    ) -> dict[str, bool]:
+        """Extend the worker's leases on these running records to ``now + lease``. Returns,
+        for each one it still holds, whether a cancel was requested."""
+
+    @abstractmethod
+    async def reclaim(self, worker: str, now: float, lease: float) -> list[TaskRecord]:
+        """Take over every running record whose lease expired before ``now`` (its runner
+        died): the caller then holds it, and settles it by the interruption rule."""
+
+    async def abandon_pending(self, now: float, error: TaskError) -> None:
+        """Fail every queued and scheduled record with ``error``: what a store that does
+        not outlive its process does at its end. A durable store keeps them (the default)."""
 
     @abstractmethod
     async def evict(self, finished_before: float, keep_at_most: int) -> int:
         """Drop terminal records finished before a time, then the oldest beyond a count."""
 
-    @abstractmethod
-    async def unfinished(self) -> list[TaskRecord]:
-        """Records left queued, scheduled or running by an earlier process (durable stores)."""
+    async def changes_since(self, cursor: int | None
+                            ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:
+        """Changes committed by *other* processes after ``cursor`` (None: from now on,
+        reporting nothing yet), each with the record as it is now, and the cursor to pass
+        next. A store that one process owns has none."""
+        return 0, []

@@ -1,13 +1,19 @@
-"""The embedded default store: plain dictionaries, records kept by reference."""
+"""The embedded default store: plain dictionaries in this process, records kept by reference.
+
+Records it hands out are its own objects (no copies, for speed): callers read them and
+change them only through the store's methods.
+"""
 
 from __future__ import annotations
 
+import secrets
 from bisect import bisect_left
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
-from ..models import ACTIVE, TERMINAL, Status, TaskRecord
-from .base import ListQuery, TaskStore
+from ..models import ACTIVE, ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
+from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
+from .memory_queue import StartQueue
 
 _COMPACT_SLACK = 1024
 _EVERYONE = "\x00everyone"  # the key of the indexes over all owners (no owner id looks so)
@@ -40,42 +46,254 @@ class MemoryStore(TaskStore):
     """Records in this process only: fast, and gone when the process ends.
 
     Every query is served from an index, so that listing and counting stay cheap with the
-    default 100,000 records: counts per owner, ids in order per owner, and the ids of the
-    active statuses (few, usually), which a filter on them reads instead of everything.
+    default 100,000 records: counts per owner, ids in order per owner, per name, and the
+    ids of the active statuses (few, usually), which a filter on them reads instead.
     """
 
     durable = False
+    shared = False
 
     def __init__(self) -> None:
         self._records: dict[str, TaskRecord] = {}
         self._status_of: dict[str, Status] = {}
         self._counts: dict[str, Counter[Status]] = {_EVERYONE: Counter()}
         self._order: dict[str, _SeqIndex] = {_EVERYONE: _SeqIndex()}
+        self._by_name: dict[str, _SeqIndex] = {}
+        self._named: Counter[str] = Counter()
         self._active: dict[Status, set[str]] = {status: set() for status in ACTIVE}
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._idempotency: dict[tuple[str | None, str], str] = {}
+        self._queue = StartQueue()
         self._next_seq = 1
+        self._key = secrets.token_bytes(32)
 
-    async def add(self, records: Sequence[TaskRecord]) -> None:
-        everyone = self._order[_EVERYONE]
-        for record in records:
-            record.seq = seq = self._next_seq
-            self._next_seq += 1
-            self._records[record.id] = record
-            everyone.append(seq, record.id)
-            if record.owner is not None:
-                self._order.setdefault(record.owner, _SeqIndex()).append(seq, record.id)
-            self._track(record)
-            if record.idempotency_key is not None:
-                self._idempotency[(record.owner, record.idempotency_key)] = record.id
+    # -- the front ------------------------------------------------------------------------
 
-    async def save(self, record: TaskRecord) -> None:
-        if record.id in self._records:
+    async def add(self, records: Sequence[TaskRecord], max_pending: int | None = None
+                  ) -> list[TaskRecord]:
+        answer = list(records)
+        fresh = []
+        for index, record in enumerate(records):
+            key = record.idempotency_key
+            known = None if key is None else self._idempotency.get((record.owner, key))
+            if known is not None:
+                answer[index] = self._records[known]
+            else:
+                fresh.append(record)
+        if max_pending is not None and self._pending() + len(fresh) > max_pending:
+            raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
+        for record in fresh:
+            self._insert(record)
+        return answer
+
+    def _pending(self) -> int:
+        counts = self._counts[_EVERYONE]
+        return counts[Status.QUEUED] + counts[Status.SCHEDULED]
+
+    def _insert(self, record: TaskRecord) -> None:
+        record.seq = seq = self._next_seq
+        self._next_seq += 1
+        self._records[record.id] = record
+        self._order[_EVERYONE].append(seq, record.id)
+        if record.owner is not None:
+            self._order.setdefault(record.owner, _SeqIndex()).append(seq, record.id)
+        self._by_name.setdefault(record.name, _SeqIndex()).append(seq, record.id)
+        self._named[record.name] += 1
+        self._track(record)
+        if record.idempotency_key is not None:
+            self._idempotency[(record.owner, record.idempotency_key)] = record.id
+        if record.status is Status.QUEUED:
+            self._queue.push(record)
+        elif record.status is Status.SCHEDULED:
+            self._queue.delay(record)
+        self._changed("status", record)
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        return self._records.get(task_id)
+
+    async def page(self, query: ListQuery) -> list[TaskRecord]:
+        candidates: Iterator[TaskRecord | None]
+        if query.statuses is not None and query.statuses <= ACTIVE:
+            candidates = self._newest_active(query)
+        else:
+            if query.name is not None:
+                index = self._by_name.get(query.name, _SeqIndex())
+            else:
+                owner = _EVERYONE if query.owner is None else query.owner
+                index = self._order.get(owner, _SeqIndex())
+            candidates = (self._records.get(i) for i in index.newest_first(query.before_seq))
+        items: list[TaskRecord] = []
+        for record in candidates:
+            if record is not None and _matches(record, query):
+                items.append(record)
+                if len(items) >= query.limit:
+                    break
+        return items
+
+    def _newest_active(self, query: ListQuery) -> Iterator[TaskRecord | None]:
+        assert query.statuses is not None
+        chosen = [self._records[i] for status in query.statuses for i in self._active[status]]
+        if query.before_seq is not None:
+            chosen = [r for r in chosen if r.seq < query.before_seq]
+        return iter(sorted(chosen, key=lambda r: r.seq, reverse=True))
+
+    async def count_by_status(self, owner: str | None = None) -> dict[Status, int]:
+        counts = self._counts.get(_EVERYONE if owner is None else owner, Counter())
+        return {status: counts[status] for status in Status}
+
+    async def request_cancel(self, task_id: str, now: float) -> TaskRecord | None:
+        record = self._records.get(task_id)
+        if record is None or record.terminal:
+            return record
+        record.cancel_requested = True
+        if record.status is not Status.RUNNING:
+            was_queued = record.status is Status.QUEUED
+            record.move(Status.CANCELLED)
+            record.finished_at = now
             self._track(record)
+            if was_queued:
+                self._queue.dropped(record)
+        self._changed("status", record)
+        return record
+
+    async def delete(self, task_id: str) -> bool:
+        record = self._records.get(task_id)
+        if record is None or not record.terminal:
+            return False
+        del self._records[task_id]
+        self._uncount(record, self._status_of.pop(task_id))
+        self._finished.pop(task_id, None)
+        if record.idempotency_key is not None:
+            self._idempotency.pop((record.owner, record.idempotency_key), None)
+        for key in _keys(record):
+            live = sum(self._counts[key].values())
+            self._order[key].compact_if_sparse(live, self._records)
+        self._named[record.name] -= 1
+        if self._named[record.name]:
+            self._by_name[record.name].compact_if_sparse(self._named[record.name], self._records)
+        else:  # the last of its name: the index goes too (names come and go with modules)
+            del self._named[record.name], self._by_name[record.name]
+        return True
+
+    async def cursor_key(self) -> bytes:
+        return self._key
+
+    # -- the runner -----------------------------------------------------------------------
+
+    async def claim(self, request: ClaimRequest) -> list[TaskRecord]:
+        for record in self._queue.due(request.now):
+            record.move(Status.QUEUED)
+            self._track(record)
+            self._queue.push(record)
+            self._changed("status", record)
+        claimed: list[TaskRecord] = []
+        while len(claimed) < request.limit:
+            best = self._queue.pop_best(request.limits, request.excluded)
+            if best is None:
+                break
+            record = best
+            record.move(Status.RUNNING)
+            record.attempts += 1
+            record.started_at = request.now
+            record.progress = None
+            record.lease_owner = request.worker
+            record.lease_expires = request.now + request.lease
+            self._queue.running_by_name[record.name] += 1
+            self._track(record)
+            claimed.append(record)
+            self._changed("status", record)
+        return claimed
+
+    async def next_due(self) -> float | None:
+        return self._queue.next_due()
+
+    async def settle(self, record: TaskRecord, worker: str, outcome: Outcome
+                     ) -> TaskRecord | None:
+        stored = self._held(record, worker)
+        if stored is None:
+            return None
+        status = outcome.status
+        if status not in TERMINAL and stored.cancel_requested:
+            status = Status.CANCELLED
+        if status not in ALLOWED_MOVES[Status.RUNNING]:
+            raise ValueError(f"a running task cannot settle as {status}")
+        stored.move(status)
+        stored.lease_owner = stored.lease_expires = None
+        stored.error = outcome.error
+        self._queue.running_by_name[stored.name] -= 1
+        if status in TERMINAL:
+            stored.result = outcome.result
+            stored.finished_at = outcome.at
+        self._track(stored)
+        if status is Status.SCHEDULED:
+            stored.scheduled_at = outcome.scheduled_at
+            self._queue.delay(stored)
+        elif status is Status.QUEUED:
+            self._queue.push(stored)
+        self._changed("status", stored)
+        return stored
+
+    def _held(self, record: TaskRecord, worker: str) -> TaskRecord | None:
+        stored = self._records.get(record.id)
+        if (stored is None or stored.status is not Status.RUNNING
+                or stored.attempts != record.attempts or stored.lease_owner != worker):
+            return None
+        return stored
+
+    async def save_progress(self, record: TaskRecord, worker: str, progress: Progress) -> bool:
+        stored = self._held(record, worker)
+        if stored is None:
+            return False
+        stored.progress = progress
+        self._changed("progress", stored)
+        return True
+
+    async def renew(self, worker: str, task_ids: Collection[str], now: float, lease: float
+                    ) -> dict[str, bool]:
+        held = {}
+        for task_id in task_ids:
+            record = self._records.get(task_id)
+            if (record is not None and record.status is Status.RUNNING
+                    and record.lease_owner == worker):
+                record.lease_expires = now + lease
+                held[task_id] = record.cancel_requested
+        return held
+
+    async def reclaim(self, worker: str, now: float, lease: float) -> list[TaskRecord]:
+        taken = []
+        for task_id in self._active[Status.RUNNING]:
+            record = self._records[task_id]
+            if record.lease_expires is not None and record.lease_expires < now:
+                record.lease_owner = worker
+                record.lease_expires = now + lease
+                taken.append(record)
+        return taken
+
+    async def abandon_pending(self, now: float, error: TaskError) -> None:
+        for status in (Status.QUEUED, Status.SCHEDULED):
+            for task_id in list(self._active[status]):
+                record = self._records[task_id]
+                record.move(Status.FAILED)
+                record.error = TaskError(error.type, error.message)
+                record.finished_at = now
+                self._track(record)
+                self._changed("status", record)
+
+    async def evict(self, finished_before: float, keep_at_most: int) -> int:
+        evicted = 0
+        while self._finished:
+            task_id, finished_at = next(iter(self._finished.items()))
+            if finished_at >= finished_before and len(self._finished) <= keep_at_most:
+                break
+            await self.delete(task_id)
+            evicted += 1
+        return evicted
+
+    # -- indexes --------------------------------------------------------------------------
 
     def _track(self, record: TaskRecord) -> None:
-        """Move the record's count and index entries from its last saved status to its
-        status now (on every save: the task path's hottest store code)."""
+        """Move the record's count and index entries from its last tracked status to its
+        status now (on every change: the task path's hottest store code)."""
         status = record.status
         previous = self._status_of.get(record.id)
         if previous is status:
@@ -105,66 +323,6 @@ class MemoryStore(TaskStore):
             self._counts[record.owner][status] -= 1
         if status in ACTIVE:
             self._active[status].discard(record.id)
-
-    async def get(self, task_id: str) -> TaskRecord | None:
-        return self._records.get(task_id)
-
-    async def delete(self, task_id: str) -> bool:
-        record = self._records.pop(task_id, None)
-        if record is None:
-            return False
-        self._uncount(record, self._status_of.pop(task_id))
-        self._finished.pop(task_id, None)
-        if record.idempotency_key is not None:
-            self._idempotency.pop((record.owner, record.idempotency_key), None)
-        for key in _keys(record):
-            live = sum(self._counts[key].values())
-            self._order[key].compact_if_sparse(live, self._records)
-        return True
-
-    async def page(self, query: ListQuery) -> list[TaskRecord]:
-        candidates: Iterator[TaskRecord | None]
-        if query.statuses is not None and query.statuses <= ACTIVE:
-            candidates = self._newest_active(query)
-        else:
-            index = self._order.get(_EVERYONE if query.owner is None else query.owner,
-                                    _SeqIndex())
-            candidates = (self._records.get(i) for i in index.newest_first(query.before_seq))
-        items: list[TaskRecord] = []
-        for record in candidates:
-            if record is not None and _matches(record, query):
-                items.append(record)
-                if len(items) >= query.limit:
-                    break
-        return items
-
-    def _newest_active(self, query: ListQuery) -> Iterator[TaskRecord | None]:
-        assert query.statuses is not None
-        chosen = [self._records[i] for status in query.statuses for i in self._active[status]]
-        if query.before_seq is not None:
-            chosen = [r for r in chosen if r.seq < query.before_seq]
-        return iter(sorted(chosen, key=lambda r: r.seq, reverse=True))
-
-    async def count_by_status(self, owner: str | None = None) -> dict[Status, int]:
-        counts = self._counts.get(_EVERYONE if owner is None else owner, Counter())
-        return {status: counts[status] for status in Status}
-
-    async def find_idempotent(self, owner: str | None, key: str) -> TaskRecord | None:
-        task_id = self._idempotency.get((owner, key))
-        return None if task_id is None else self._records.get(task_id)
-
-    async def evict(self, finished_before: float, keep_at_most: int) -> int:
-        evicted = 0
-        while self._finished:
-            task_id, finished_at = next(iter(self._finished.items()))
-            if finished_at >= finished_before and len(self._finished) <= keep_at_most:
-                break
-            await self.delete(task_id)
-            evicted += 1
-        return evicted
-
-    async def unfinished(self) -> list[TaskRecord]:
-        return [r for r in self._records.values() if r.status not in TERMINAL]
 
 
 def _keys(record: TaskRecord) -> tuple[str, ...]:

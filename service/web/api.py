@@ -347,6 +347,6 @@ async def stats() -> Response:
 @problems(401)
 async def metrics() -> Response:
     """Prometheus metrics (text format)."""
-    body = offload().service.metrics.exposition()
+    body = await offload().service.metrics_exposition()
     return Response(body, 200, content_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -1,7 +1,7 @@
 """Tasks for the end-to-end tests, loaded by the real server through OFFLOAD_TASK_MODULES.
 
-When ``E2E_JOURNAL`` names a file, the server appends one JSON line to it for every task
-record it saves (id, name, status, error): the memory store dies with the server process, so
+When ``E2E_JOURNAL`` names a file, the server appends one JSON line to it for every status
+change its store commits (id, name, status, error): the memory store dies with the server process, so
 a test that stops the server reads the journal to see how each task ended.
 """
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from service import TaskFunction, report_progress, task
 from service.models import TaskRecord
+from service.stores.base import ChangeKind
 
 if TYPE_CHECKING:
     from service import TaskService
@@ -21,14 +22,17 @@ JOURNAL_ENV = "E2E_JOURNAL"
 
 
 def _install_journal(service: TaskService, path: str) -> None:
-    """Wrap the store's ``save`` (the seam every state change goes through) with a spy."""
+    """Wrap the store's change listener (every committed change goes through it) with a spy."""
     store = service.store
     if getattr(store, "_e2e_journal", None) == path:
         return
-    save = store.save
+    listener = store.on_change
 
-    async def journaled_save(record: TaskRecord) -> None:
-        await save(record)
+    def journaled(kind: ChangeKind, record: TaskRecord) -> None:
+        if listener is not None:
+            listener(kind, record)
+        if kind != "status":
+            return
         error = record.error
         entry: dict[str, Any] = {
             "id": record.id, "name": record.name, "status": record.status.value,
@@ -36,7 +40,7 @@ def _install_journal(service: TaskService, path: str) -> None:
         }
         _append(path, json.dumps(entry))
 
-    store.save = journaled_save  # type: ignore[method-assign]
+    store.on_change = journaled
     store._e2e_journal = path  # type: ignore[attr-defined]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypercorn.config import Config
 
-from service.runner.scheduler import STOP_WAIT
+from service.runner.runner import STOP_WAIT
 from service.settings import Settings
 
 from .server import REPO, server_env, spawn

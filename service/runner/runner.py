@@ -1,0 +1,314 @@
+"""The runner: claims startable work from the store and runs each attempt in a task of its own.
+
+claim (running, leased) -> attempt (executor) -> settle (succeeded | failed | cancelled | retry).
+The runner shares nothing with the front but the store: what it runs it claimed, what it
+learns of a task (a cancel request) it learns from the store's changes or its lease renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any
+
+from ..events import wait_until_set
+from ..metrics import Metrics
+from ..models import PENDING, Progress, Status, TaskError, TaskRecord
+from ..registry import Executor as ExecutorName
+from ..registry import Registry
+from ..settings import Settings
+from ..stores.base import ClaimRequest, Outcome, TaskStore
+from .attempt import BROKEN, Attempt, interrupted, unrunnable
+from .executors import AsyncExecutor, Executor, ThreadExecutor
+from .job import Job, StopReason
+from .process_pool import ProcessExecutor
+
+log = logging.getLogger("offload.runner")
+STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
+BLOCKED_POLL = 0.05  # seconds between claims while due work waits behind a type's limit
+
+
+def new_worker_id() -> str:
+    """Names this runner in leases: host, process and a random part (pids are reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Runner:
+    """Claims work within this process's limits, runs it, and settles it in the store."""
+
+    def __init__(self, store: TaskStore, registry: Registry, metrics: Metrics,
+                 settings: Settings) -> None:
+        self._store = store
+        self._registry = registry
+        self._metrics = metrics
+        self._settings = settings
+        self.worker = new_worker_id()
+        self._executors: dict[ExecutorName, Executor] = {
+            "async": AsyncExecutor(settings.max_concurrency),
+            "thread": ThreadExecutor(settings.thread_workers),
+            "process": ProcessExecutor(settings.process_workers, settings.process_nice,
+                                       settings.process_idle_priority),
+        }
+        self._busy: Counter[ExecutorName] = Counter()
+        self._jobs: dict[str, Job] = {}
+        self._attempt = Attempt(self._executors, metrics, settings, self._on_progress)
+        self._wakeup = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._draining = False
+
+    @property
+    def running(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def capacity(self) -> int:
+        return self._settings.max_concurrency
+
+    def job(self, task_id: str) -> Job | None:
+        return self._jobs.get(task_id)
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loops = [asyncio.create_task(self._dispatch(), name="offload:dispatcher"),
+                       asyncio.create_task(self._keep_leases(), name="offload:leases")]
+
+    def wake(self) -> None:
+        """Look for startable work now (something was added, became due or finished)."""
+        self._wakeup.set()
+
+    def notice(self, record: TaskRecord) -> None:
+        """A change in the store (made here or by another process)."""
+        if record.status in PENDING:
+            self.wake()
+        elif record.cancel_requested and record.status is Status.RUNNING:
+            job = self._jobs.get(record.id)
+            if job is not None and job.record.attempts == record.attempts:
+                self.stop(job, "cancel")
+
+    async def _dispatch(self) -> None:
+        while not self._draining:
+            self._wakeup.clear()
+            blocked = False
+            try:
+                blocked = await self._fill()
+            except Exception:
+                log.exception("claiming tasks from the store failed")
+                blocked = True
+            await self._sleep(blocked)
+
+    async def _sleep(self, blocked: bool) -> None:
+        timeout: float | None = self._settings.poll_interval if self._store.shared else None
+        if self._room()[1] > 0:  # a due task matters only if there is room to start it
+            due = await self._store.next_due()
+            if due is not None:
+                wait = max(due - time.time(), BLOCKED_POLL if blocked else 0.0)
+                timeout = wait if timeout is None else min(timeout, wait)
+        await wait_until_set(self._wakeup, timeout)
+
+    async def _fill(self) -> bool:
+        """Claim and start work while there is room; True if startable work was left."""
+        while not self._draining:
+            excluded, limit = self._room()
+            if limit <= 0:
+                return False
+            records = await self._store.claim(ClaimRequest(
+                self.worker, time.time(), self._settings.lease, limit,
+                self._registry.concurrency_limits(), excluded))
+            for record in records:
+                self._start(record)
+            if len(records) < limit:
+                return bool(excluded) or self._registry.concurrency_limits() != {}
+        return False
+
+    def _room(self) -> tuple[frozenset[str], int]:
+        """The names that cannot start here now, and how many records may be claimed."""
+        free = self._settings.max_concurrency - len(self._jobs)
+        excluded: list[str] = []
+        for name, executor in self._executors.items():
+            room = executor.capacity - self._busy[name]
+            if room <= 0:
+                excluded.extend(self._registry.names_run_by(name))
+            elif self._registry.names_run_by(name):
+                free = min(free, room)
+        return frozenset(excluded), free
+
+    def _start(self, record: TaskRecord) -> None:
+        job = self._attempt.prepare(record, self._registry)
+        if job is None:  # unknown type or arguments it no longer takes: failed at once
+            self._spawn(self._settle_unrunnable(record))
+            return
+        self._jobs[record.id] = job
+        self._busy[job.task_type.executor] += 1
+        # a task of its own, in a fresh context: nothing one task sets leaks into another
+        job.task = asyncio.create_task(self._run(job), name=f"offload:{record.id}",
+                                       context=contextvars.Context())
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        try:
+            result = await self._attempt.run(job, self.stop)
+            await self._finish(job, self._attempt.outcome(job, result, self._store.durable))
+        except BaseException:
+            await asyncio.shield(self._give_up(job))
+            raise
+        finally:
+            job.disarm()
+            del self._jobs[job.record.id]
+            self._busy[job.task_type.executor] -= 1
+            self.wake()
+
+    async def _finish(self, job: Job, outcome: Outcome) -> None:
+        if job.stop_reason == "lost":
+            log.warning("task %s: this runner lost its lease; its result is dropped",
+                        job.record.id)
+            return
+        if job.progress_writer is not None:  # progress written first: it never goes back
+            await job.progress_writer
+        if job.settled:
+            return
+        if outcome.status is Status.SCHEDULED and not await self._room_for_retry():
+            assert outcome.error is not None
+            outcome.status = Status.FAILED
+            outcome.error.message += " (not retried: the queue is full)"
+        job.settled = True
+        record = await self._store.settle(job.record, self.worker, outcome)
+        if record is not None:
+            self._attempt.finished(record)
+
+    async def _room_for_retry(self) -> bool:
+        counts = await self._store.count_by_status()
+        if counts[Status.QUEUED] + counts[Status.SCHEDULED] < self._settings.max_queue:
+            return True
+        self._metrics.rejected.labels("retry_queue_full").inc()
+        return False
+
+    async def _give_up(self, job: Job) -> None:
+        """An internal error cut the task's path: it must not stay running."""
+        if not job.settled:
+            job.settled = True
+            with contextlib.suppress(Exception):
+                await self._store.settle(job.record, self.worker, Outcome(
+                    Status.FAILED, time.time(), error=TaskError("Interrupted", BROKEN)))
+
+    async def _settle_unrunnable(self, record: TaskRecord) -> None:
+        await self._store.settle(record, self.worker, unrunnable(record, self._registry))
+
+    def _on_progress(self, job: Job, progress: Progress) -> None:
+        if job.settled or job.stop_reason is not None:
+            return
+        job.progress = progress  # coalesced: one write in flight per job, the latest next
+        if job.progress_writer is None:
+            job.progress_writer = asyncio.create_task(self._write_progress(job))
+
+    async def _write_progress(self, job: Job) -> None:
+        try:
+            while (progress := job.progress) is not None:
+                job.progress = None
+                await self._store.save_progress(job.record, self.worker, progress)
+        except Exception:
+            log.exception("task %s: saving its progress failed", job.record.id)
+        finally:
+            job.progress_writer = None
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(self, job: Job, reason: StopReason) -> None:
+        """Cut an attempt off: a cancel, a timeout, a shutdown or a lost lease."""
+        job.stop_reason = job.stop_reason or reason
+        if job.task is not None and job.task is asyncio.current_task():
+            # The task stops itself: its own call must return first, so the cancel comes
+            # at its next await (if it is still in its code by then), not inside this call.
+            asyncio.get_running_loop().call_soon(self._cancel_task, job)
+        else:
+            self._cancel_task(job)
+
+    def _cancel_task(self, job: Job) -> None:
+        # Only while in the task's own code: the runner's own steps run to their end.
+        if (job.in_code and job.task is not None
+                and self._executors[job.task_type.executor].cancellable):
+            job.cancels_sent += 1
+            job.task.cancel()
+
+    async def _keep_leases(self) -> None:
+        """Renew this runner's leases; take over those of runners that died."""
+        while True:
+            try:
+                await self._renew()
+                await self.reclaim()
+            except Exception:
+                log.exception("renewing leases failed")
+            await asyncio.sleep(self._settings.lease / 3)
+
+    async def _renew(self) -> None:
+        sent = list(self._jobs)
+        if not sent:
+            return
+        held = await self._store.renew(self.worker, sent, time.time(), self._settings.lease)
+        for task_id in sent:
+            job = self._jobs.get(task_id)
+            if job is None or job.settled:
+                continue
+            if task_id not in held:
+                self.stop(job, "lost")
+            elif held[task_id]:
+                self.stop(job, "cancel")
+
+    async def reclaim(self) -> None:
+        """Settle, by the interruption rule, running records whose runner died."""
+        now = time.time()
+        for record in await self._store.reclaim(self.worker, now, self._settings.lease):
+            outcome = interrupted(record, self._registry.is_idempotent(record.name),
+                                  self._store.durable, "its worker stopped while it ran")
+            log.warning("task %s %s: its worker died; %s", record.name, record.id,
+                        "re-queued" if outcome.status is Status.QUEUED else "marked failed")
+            await self._store.settle(record, self.worker, outcome)
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming, give running tasks ``grace`` seconds, then stop the rest."""
+        self._draining = True
+        self.wake()
+        for loop_task in self._loops:
+            loop_task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        tasks = {j.task for j in self._jobs.values() if j.task is not None}
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        late = list(self._jobs.values())
+        for job in late:
+            self.stop(job, "shutdown")
+        cancelled = {j.task for j in late if j.task is not None and j.cancels_sent}
+        if cancelled:
+            await asyncio.wait(cancelled, timeout=STOP_WAIT)
+        for job in late:
+            if not job.settled:  # a thread that would not stop: not left running
+                job.settled = True
+                await self._store.settle(job.record, self.worker, interrupted(
+                    job.record, job.task_type.idempotent, self._store.durable,
+                    "the service shut down while the task ran"))
+        for executor in self._executors.values():
+            await executor.close()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_report_crash)
+
+
+def _report_crash(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("offload internal task %s crashed", task.get_name(), exc_info=task.exception())
+
+
