@@ -81,6 +81,11 @@ class SQLiteStore(TaskStore):
         """Write transactions this store object committed (shared by concurrent writes)."""
         return 0 if self._writer is None else self._writer.commits
 
+    @property
+    def busy_retries(self) -> int:
+        """Write transactions tried again because another process held the database."""
+        return 0 if self._writer is None else self._writer.busy_retries
+
     async def open(self) -> None:
         conn, self._key = await asyncio.to_thread(open_writer, self.path, self.options)
         self._write_conn = conn

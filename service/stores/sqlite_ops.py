@@ -131,7 +131,8 @@ def claim(tx: Tx, request: ClaimRequest) -> list[TaskRecord]:
         return []
     window = request.limit + CLAIM_SLACK
     rows = tx.conn.execute(
-        "SELECT seq, name, cancel_requested FROM tasks WHERE status = 'queued' "
+        "SELECT seq, name, cancel_requested FROM tasks INDEXED BY tasks_ready "
+        "WHERE status = 'queued' "
         "ORDER BY priority DESC, seq LIMIT ?", (window,)).fetchall()
     picked = _pick(rows, _Room(tx.conn, request), request.limit)
     if len(picked) < request.limit and len(rows) == window:
@@ -159,16 +160,18 @@ def _heads_by_name(conn: sqlite3.Connection, room: _Room, limit: int
     from a skip scan of an index (a seek per name), never from reading every queued row."""
     names = [name for (name,) in conn.execute(
         "WITH RECURSIVE names(name) AS ("
-        " SELECT min(name) FROM tasks WHERE status = 'queued'"
-        " UNION ALL SELECT (SELECT min(name) FROM tasks WHERE status = 'queued'"
+        " SELECT min(name) FROM tasks INDEXED BY tasks_ready_by_name WHERE status = 'queued'"
+        " UNION ALL SELECT (SELECT min(name) FROM tasks INDEXED BY tasks_ready_by_name"
+        "  WHERE status = 'queued'"
         "  AND name > names.name) FROM names WHERE names.name IS NOT NULL)"
         " SELECT name FROM names WHERE name IS NOT NULL")]
     heads: list[tuple[int, int, str, int]] = []
     for name in names:
         if room.allows(name):
             heads.extend(conn.execute(
-                "SELECT -priority, seq, name, cancel_requested FROM tasks "
-                "WHERE status = 'queued' AND name = ? ORDER BY priority DESC, seq LIMIT ?",
+                "SELECT -priority, seq, name, cancel_requested "
+                "FROM tasks INDEXED BY tasks_ready_by_name WHERE status = 'queued' "
+                "AND name = ? ORDER BY priority DESC, seq LIMIT ?",
                 (name, limit + CLAIM_SLACK)))
     heads.sort()
     return [(seq, name, cancel) for _, seq, name, cancel in heads]
@@ -191,7 +194,7 @@ def promote_due(tx: Tx, now: float) -> None:
     """Scheduled records whose time has come become queued (or, defensively, cancelled if a
     cancel was requested: such a record never starts)."""
     rows = tx.conn.execute(
-        f"UPDATE tasks SET "
+        f"UPDATE tasks INDEXED BY tasks_due SET "
         f"status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
         f"finished_at = CASE WHEN cancel_requested THEN ? ELSE finished_at END "
         f"WHERE status = 'scheduled' AND scheduled_at <= ? RETURNING {SELECT}",
@@ -271,7 +274,7 @@ def renew(tx: Tx, worker: str, task_ids: Sequence[str], now: float, lease: float
 
 def reclaim(tx: Tx, worker: str, now: float, lease: float) -> list[TaskRecord]:
     rows = tx.conn.execute(
-        f"UPDATE tasks SET lease_owner = ?, lease_expires = ? "
+        f"UPDATE tasks INDEXED BY tasks_leases SET lease_owner = ?, lease_expires = ? "
         f"WHERE status = 'running' AND lease_expires < ? RETURNING {SELECT}",
         (worker, now + lease, now)).fetchall()
     return sorted(map(decode, rows), key=lambda record: record.seq)
@@ -282,8 +285,9 @@ def reclaim(tx: Tx, worker: str, now: float, lease: float) -> list[TaskRecord]:
 def evict_some(tx: Tx, finished_before: float, keep_at_most: int, limit: int) -> int:
     """Delete up to ``limit`` terminal records: those finished before a time, then the
     oldest finished beyond ``keep_at_most``. Fewer than ``limit`` means done."""
-    oldest = (f"DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks WHERE status IN "
-              f"{TERMINAL_SQL} {{}} ORDER BY finished_at, seq LIMIT ?)")
+    oldest = (f"DELETE FROM tasks WHERE seq IN (SELECT seq FROM tasks INDEXED BY "
+              f"tasks_finished WHERE status IN {TERMINAL_SQL} {{}} "
+              f"ORDER BY finished_at, seq LIMIT ?)")
     done = tx.conn.execute(oldest.format("AND finished_at < ?"),
                            (finished_before, limit)).rowcount
     if done < limit:
@@ -317,7 +321,9 @@ def free_pages(conn: sqlite3.Connection) -> tuple[int, int]:
 
 def untidy(conn: sqlite3.Connection) -> bool:
     """Whether :func:`tidy` has work (read before taking the write lock)."""
-    (span,) = conn.execute("SELECT coalesce(max(n) - min(n), 0) FROM changes").fetchone()
+    # Two subqueries: SQLite reads min() or max() off the index only when alone.
+    (span,) = conn.execute("SELECT coalesce((SELECT max(n) FROM changes) "
+                           "- (SELECT min(n) FROM changes), 0)").fetchone()
     free, pages = free_pages(conn)
     return bool(span > KEEP_CHANGES or free > max(VACUUM_MIN_PAGES, pages // 4))
 

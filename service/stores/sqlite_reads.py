@@ -64,8 +64,8 @@ def count_by_status(conn: sqlite3.Connection, owner: str | None) -> dict[Status,
 
 
 def next_due(conn: sqlite3.Connection) -> float | None:
-    (due,) = conn.execute("SELECT min(scheduled_at) FROM tasks WHERE status = 'scheduled'"
-                          ).fetchone()
+    (due,) = conn.execute("SELECT min(scheduled_at) FROM tasks INDEXED BY tasks_due "
+                          "WHERE status = 'scheduled'").fetchone()
     return None if due is None else float(due)
 
 
@@ -118,19 +118,21 @@ def holds(conn: sqlite3.Connection, task_id: str, attempts: int, worker: str) ->
 def nothing_startable(conn: sqlite3.Connection, now: float) -> bool:
     row = conn.execute(
         "SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'queued') "
-        "OR EXISTS (SELECT 1 FROM tasks WHERE status = 'scheduled' AND scheduled_at <= ?)",
+        "OR EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_due "
+        "WHERE status = 'scheduled' AND scheduled_at <= ?)",
         (now,)).fetchone()
     return not row[0]
 
 
 def no_expired_lease(conn: sqlite3.Connection, now: float) -> bool:
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM tasks WHERE status = 'running' "
-                       "AND lease_expires < ?)", (now,)).fetchone()
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_leases "
+                       "WHERE status = 'running' AND lease_expires < ?)", (now,)).fetchone()
     return not row[0]
 
 
 def nothing_to_evict(conn: sqlite3.Connection, finished_before: float, keep_at_most: int
                      ) -> bool:
-    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM tasks WHERE status IN {TERMINAL_SQL} "
-                       f"AND finished_at < ?)", (finished_before,)).fetchone()
+    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM tasks INDEXED BY tasks_finished "
+                       f"WHERE status IN {TERMINAL_SQL} AND finished_at < ?)",
+                       (finished_before,)).fetchone()
     return not row[0] and finished(conn) <= keep_at_most

@@ -118,6 +118,8 @@ class Writer:
         self._closed = False
         self.commits = 0
         """Transactions committed: fewer than operations when commits are shared."""
+        self.busy_retries = 0
+        """Transactions tried again because another process held the database."""
         self._thread = threading.Thread(target=self._run, name=f"offload-sqlite-writer:{path}",
                                         daemon=True)
         self._thread.start()
@@ -198,6 +200,7 @@ class Writer:
                 if not is_busy(exc) or time.monotonic() >= deadline:
                     self._fail(ops, exc)
                     return
+                self.busy_retries += 1
                 log.debug("SQLite store %s is busy; retrying (%s)", self._path, exc)
                 time.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, 0.1)
