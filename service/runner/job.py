@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..models import Progress, TaskRecord
 from ..registry import TaskType
 
+PROGRESS_BACKLOG = 1024  # updates reported faster than the store takes them: oldest dropped
 StopReason = Literal["cancel", "timeout", "shutdown", "lost"]
 
 
@@ -26,7 +28,7 @@ class Job:
     in_code: bool = False  # in the task's own code, where a cancel may land
     cancels_sent: int = 0
     settled: bool = False  # written by someone (shutdown may settle a thread that runs on)
-    progress: Progress | None = None  # reported, not yet handed to the store
+    progress: deque[Progress] = field(default_factory=lambda: deque(maxlen=PROGRESS_BACKLOG))
     progress_writer: asyncio.Task[None] | None = None
 
     def disarm(self) -> None:

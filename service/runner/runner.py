@@ -207,14 +207,14 @@ class Runner:
     def _on_progress(self, job: Job, progress: Progress) -> None:
         if job.settled or job.stop_reason is not None:
             return
-        job.progress = progress  # coalesced: one write in flight per job, the latest next
+        job.progress.append(progress)  # each one in order, one writer per job
         if job.progress_writer is None:
             job.progress_writer = asyncio.create_task(self._write_progress(job))
 
     async def _write_progress(self, job: Job) -> None:
         try:
-            while (progress := job.progress) is not None:
-                job.progress = None
+            while job.progress:
+                progress = job.progress.popleft()
                 await self._store.save_progress(job.record, self.worker, progress)
         except Exception:
             log.exception("task %s: saving its progress failed", job.record.id)
