@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKERS ?= 1
+# STORE=sqlite: durable, in ./offload.db (or give a URL: STORE=sqlite:////var/lib/offload.db)
+STORE ?=
+STORE_URL := $(if $(filter sqlite,$(STORE)),sqlite:///offload.db,$(STORE))
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench soak clean
@@ -14,7 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/hypercorn --config hypercorn.toml --workers $(WORKERS) service.app:app
+	$(if $(STORE_URL),OFFLOAD_STORE=$(STORE_URL)) $(BIN)/python -m service --workers $(WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check service tests bench

@@ -17,6 +17,7 @@ from .web import Offload
 from .web.api import LOCATION, json_response
 from .web.openapi import RETRY_AFTER, Answer, answers, problems
 from .web.problems import register_app_handlers
+from .workers import report_refusal
 
 
 class ProcessOut(BaseModel):
@@ -52,10 +53,14 @@ def create_app(settings: Settings | None = None) -> Quart:
 
 
 def _standalone() -> Quart:
-    settings = Settings.load()
-    if not logging.getLogger().handlers:  # an embedding program's own logging setup wins
-        logs.configure(settings.log_format, settings.log_level)
-    app = create_app(settings)
+    try:
+        settings = Settings.load()
+        if not logging.getLogger().handlers:  # an embedding program's own logging setup wins
+            logs.configure(settings.log_format, settings.log_level)
+        app = create_app(settings)
+    except BaseException as exc:  # a bad setting or task module: the server must exit non-zero
+        report_refusal(exc)
+        raise
     app.before_serving(_freeze_startup_objects)  # after Offload's own start: registered later
     return app
 

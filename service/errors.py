@@ -62,6 +62,11 @@ class QueueFull(OffloadError):
         self.retry_after = retry_after
 
 
+class StoreUnavailable(OffloadError):
+    """The task store cannot be used now (a file it cannot write, a full disk, a lost
+    connection). Nothing accepted is lost; try again later."""
+
+
 class ShuttingDown(OffloadError):
     """The service is draining and accepts no new work."""
 

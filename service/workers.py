@@ -40,3 +40,16 @@ def claim_single_worker(store_url: str) -> None:
             "(sqlite:///path.db)."
         ) from None
     _held.append(handle)
+
+
+STARTUP_REPORT = "QUART_OFFLOAD_STARTUP_REPORT"
+"""Set by ``python -m service``: a file where a worker that refuses to start says why, so
+that the server exits non-zero (Hypercorn alone may exit 0, pgjones/hypercorn#269)."""
+
+
+def report_refusal(exc: BaseException) -> None:
+    """Append why this worker refuses to start to the start-up report, if there is one."""
+    path = os.environ.get(STARTUP_REPORT)
+    if path:
+        with open(path, "a", encoding="utf-8") as report:
+            report.write(f"{type(exc).__name__}: {exc}\n")

@@ -17,18 +17,18 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..errors import StoreUnavailable
 from ..models import JSON, Progress, Status, TaskError, TaskRecord
 
 ChangeKind = Literal["status", "progress"]
 ChangeListener = Callable[[ChangeKind, TaskRecord], None]
+__all__ = ["ChangeKind", "ChangeListener", "ClaimRequest", "ListQuery", "Outcome",
+           "QueueBoundReached", "StoreUnavailable", "TaskStore"]
 
 
 class QueueBoundReached(Exception):
     """Adding would take the store's queued + scheduled count past the bound it was given."""
 
-
-class StoreUnavailable(Exception):
-    """The store cannot take writes now (a full disk, a lost connection): try again later."""
 
 
 @dataclass(frozen=True, slots=True)

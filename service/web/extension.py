@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
@@ -13,11 +16,12 @@ from typing_extensions import Unpack
 
 from .. import jsonutil
 from ..core import TaskService
+from ..errors import StoreUnavailable
 from ..handles import Decorator, TaskFunction, TaskOptions
 from ..handles import task as declare_task
 from ..settings import Settings
 from ..stores import TaskStore
-from ..workers import claim_single_worker
+from ..workers import claim_single_worker, report_refusal
 from .api import api
 from .auth import TokenAuth
 from .headers import optional_header
@@ -25,6 +29,8 @@ from .openapi import OffloadOpenAPIProvider
 from .ops import public
 from .request_ids import install as install_request_ids
 
+log = logging.getLogger("offload")
+STORE_RETRY = 2.0  # seconds between attempts to open a task store that could not be used
 MakeResponse = Callable[[Any], Awaitable[ResponseTypes]]
 
 for _blueprint in (api, public):
@@ -53,6 +59,9 @@ class Offload:
         self._openapi = openapi
         self._declared: list[TaskFunction] = []
         self._service: TaskService | None = None
+        self._retrying: asyncio.Task[None] | None = None
+        self.unavailable: str | None = None
+        """Why the task store cannot be used, while it cannot (shown by ``/readyz``)."""
         self.auth = TokenAuth(())
         if app is not None:
             self.init_app(app)
@@ -105,11 +114,38 @@ class Offload:
         return owner
 
     async def _start(self) -> None:
-        if not self.service.store.durable:
-            claim_single_worker(self.service.settings.store)
-        await self.service.start()
+        try:
+            if not self.service.store.shared:
+                claim_single_worker(self.service.settings.store)
+            await self.service.start()
+        except StoreUnavailable as exc:
+            # Not a silent fallback and not a dead server: /readyz says 503 with the reason,
+            # and the service starts as soon as the store can be used.
+            log.error("offload cannot use its task store (retrying every %gs): %s",
+                      STORE_RETRY, exc)
+            self.unavailable = str(exc)
+            self._retrying = asyncio.create_task(self._start_when_store_is_back())
+        except BaseException as exc:
+            report_refusal(exc)
+            raise
+
+    async def _start_when_store_is_back(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_RETRY)
+            try:
+                await self.service.start()
+            except StoreUnavailable as exc:
+                self.unavailable = str(exc)
+                continue
+            log.info("offload's task store is back: the service has started")
+            self.unavailable = None
+            return
 
     async def _stop(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
         await self.service.stop()
 
 

@@ -37,9 +37,10 @@ async def healthz() -> Response:
 @problems(503)
 async def readyz() -> Response:
     """Readiness: 503 while starting or draining."""
-    if not current_app.extensions["offload"].service.started:
-        return problem(503, "the task service is starting or shutting down",
-                       headers={"Retry-After": "1"})
+    extension = current_app.extensions["offload"]
+    if not extension.service.started:
+        why = extension.unavailable or "the task service is starting or shutting down"
+        return problem(503, why, headers={"Retry-After": "1"})
     return Response(jsonutil.dumps({"status": "ready"}), 200, content_type="application/json")
 
 

@@ -28,6 +28,7 @@ STATUS_OF: dict[type[errors.OffloadError], int] = {
     errors.QueueFull: 429,
     errors.ShuttingDown: 503,
     errors.NotRunning: 503,
+    errors.StoreUnavailable: 503,
     errors.TaskAlreadyTerminal: 409,
     errors.TaskStillActive: 409,
 }
@@ -57,7 +58,7 @@ def from_offload_error(error: errors.OffloadError) -> Response:
     headers = {}
     if isinstance(error, errors.QueueFull):
         headers["Retry-After"] = str(error.retry_after)
-    if isinstance(error, errors.ShuttingDown | errors.NotRunning):
+    if isinstance(error, errors.ShuttingDown | errors.NotRunning | errors.StoreUnavailable):
         headers["Retry-After"] = "5"
     field_errors = error.errors if isinstance(error, errors.InvalidSubmission) else None
     slug = type(error).__name__

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[2]
-HYPERCORN = Path(sys.executable).parent / "hypercorn"
 HOST = "127.0.0.1"
 STARTUP_DEADLINE = 30.0  # seconds: hypercorn.toml's startup_timeout
 STOP_DEADLINE = 30.0  # seconds a SIGTERM gets before SIGKILL (hypercorn.toml's shutdown_timeout)
@@ -92,13 +91,13 @@ class Server:
 
 def spawn(tmp_dir: Path, env: dict[str, str], *extra_args: str, name: str = "server",
           config: Path | str = "hypercorn.toml") -> Server:
-    """Start ``hypercorn --config hypercorn.toml ... service.app:app`` (``make run``'s command)."""
+    """Start ``python -m service --config hypercorn.toml ...`` (``make run``'s command)."""
     port = free_port()
     log_path = tmp_dir / f"{name}-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [str(HYPERCORN), "--config", str(config), "--bind", f"{HOST}:{port}",
-             *extra_args, "service.app:app"],
+            [sys.executable, "-m", "service", "--config", str(config),
+             "--bind", f"{HOST}:{port}", *extra_args],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # a SIGKILL fallback can reach its workers too
         )

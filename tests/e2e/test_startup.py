@@ -6,6 +6,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 from hypercorn.config import Config
 
@@ -34,13 +35,36 @@ def test_two_workers_with_the_memory_store_refuse_to_start(tmp_path: Path, daemo
         server.kill()
     output = server.output()
 
-    assert code is not None, f"still serving {REFUSAL_DEADLINE}s later:\n{output[-4000:]}"
+    assert code == 2, f"exit code {code}:\n{output[-4000:]}"
     assert "OFFLOAD_STORE=memory:// keeps tasks inside one process" in output, output[-4000:]
-    assert "several worker processes" in output
+    assert "2 worker processes" in output
     assert "WORKERS=1" in output
-    # The exit code is not asserted: Hypercorn 0.18's multi-worker supervisor reports 0 even
-    # when a worker fails at start-up (it overwrites the failing worker's code; see the
-    # e2e notes in the hand-over). `hypercorn --workers 1` with a broken app exits 0 too.
+    assert "Running on" not in output  # refused before any worker served a request
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.base_url}/healthz", timeout=1)
+
+
+def test_an_unsupported_store_url_refuses_to_start(tmp_path: Path) -> None:
+    server = spawn(tmp_path, server_env(OFFLOAD_STORE="postgres://db/tasks"), name="bad-url")
+    code = server.wait_exit(REFUSAL_DEADLINE)
+    if code is None:
+        server.kill()
+    output = server.output()
+    assert code == 2, f"exit code {code}:\n{output[-4000:]}"
+    assert "unsupported store URL 'postgres://db/tasks'" in output
+
+
+def test_a_worker_that_refuses_to_start_makes_the_server_exit_non_zero(tmp_path: Path) -> None:
+    # Past the up-front checks (one worker, memory store) but refused inside the worker: a
+    # task module that does not import. Hypercorn alone would exit 0 (hypercorn#269).
+    server = spawn(tmp_path, server_env(OFFLOAD_TASK_MODULES="no_such_module_here"),
+                   name="bad-module")
+    code = server.wait_exit(REFUSAL_DEADLINE)
+    if code is None:
+        server.kill()
+    output = server.output()
+    assert code not in (None, 0), f"exit code {code}:\n{output[-4000:]}"
+    assert "no_such_module_here" in output
 
 
 def test_hypercorn_toml_leaves_room_for_the_task_grace_and_sets_its_timeouts() -> None:

@@ -1,0 +1,80 @@
+"""``python -m service``: the standalone server, what ``make run`` starts.
+
+It is Hypercorn with ``hypercorn.toml``, plus two checks Hypercorn cannot make: a setting
+that can never work (an unknown store URL, a process-local store with several workers) is
+refused before any worker serves a request, and a worker that refuses to start makes the
+whole server exit non-zero (Hypercorn 0.18 may exit 0 then, pgjones/hypercorn#269).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from hypercorn.config import Config
+from hypercorn.run import run
+
+from .settings import Settings
+from .stores import open_store
+from .workers import STARTUP_REPORT
+
+APPLICATION = "service.app:app"
+REFUSED = 2  # the exit code of a start refused by a setting, before serving
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check the settings, serve until stopped, and return the exit code."""
+    args = _parser().parse_args(argv)
+    config = _config(args)
+    problem = start_problem(Settings.load(), config.workers)
+    if problem is not None:
+        print(f"offload: refusing to start: {problem}", file=sys.stderr)
+        return REFUSED
+    with tempfile.TemporaryDirectory(prefix="offload-") as folder:
+        report = Path(folder) / "refusals"
+        os.environ[STARTUP_REPORT] = str(report)
+        code = run(config)
+        refusals = report.read_text(encoding="utf-8") if report.exists() else ""
+    if refusals:
+        print(f"offload: a worker refused to start: {refusals.strip()}", file=sys.stderr)
+        return code or 1
+    return code
+
+
+def start_problem(settings: Settings, workers: int) -> str | None:
+    """Why these settings can never serve, or None."""
+    try:
+        store = open_store(settings.store)  # only reads the URL: nothing is opened
+    except ValueError as exc:
+        return str(exc)
+    if workers > 1 and not store.shared:
+        return (f"OFFLOAD_STORE={settings.store} keeps tasks inside one process, but the "
+                f"server would run {workers} worker processes. Run one worker (WORKERS=1) "
+                "or use a shared store (sqlite:///path.db).")
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--config", default="hypercorn.toml",
+                        help="Hypercorn's TOML settings (default: hypercorn.toml, if present)")
+    parser.add_argument("--bind", action="append", help="address to serve on, host:port")
+    parser.add_argument("--workers", type=int, help="worker processes (Hypercorn's workers)")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = Config.from_toml(args.config) if Path(args.config).exists() else Config()
+    config.application_path = APPLICATION
+    if args.bind:
+        config.bind = args.bind
+    if args.workers is not None:
+        config.workers = args.workers
+    return config
+
+
+if __name__ == "__main__":
+    sys.exit(main())
