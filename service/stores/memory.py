@@ -72,13 +72,19 @@ class MemoryStore(TaskStore):
     async def add(self, records: Sequence[TaskRecord], max_pending: int | None = None
                   ) -> list[TaskRecord]:
         answer = list(records)
-        fresh = []
+        fresh: list[TaskRecord] = []
+        batch: dict[tuple[str | None, str], TaskRecord] = {}
         for index, record in enumerate(records):
             key = record.idempotency_key
-            known = None if key is None else self._idempotency.get((record.owner, key))
-            if known is not None:
-                answer[index] = self._records[known]
+            if key is None:
+                fresh.append(record)
+                continue
+            known = self._idempotency.get((record.owner, key))
+            first = self._records[known] if known is not None else batch.get((record.owner, key))
+            if first is not None:
+                answer[index] = first
             else:
+                batch[(record.owner, key)] = record
                 fresh.append(record)
         if max_pending is not None and self._pending() + len(fresh) > max_pending:
             raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
