@@ -190,8 +190,8 @@ class TaskService:
         submission with the same idempotency key, which the store keeps unique)."""
         record = self._prepare(submission, owner, idempotency_key, request_hash)
         (stored,) = await self._admit([record])
-        if stored is record:
-            return record, True
+        if stored.id == record.id:  # ours (a store may answer with a copy)
+            return stored, True
         if stored.request_hash != record.request_hash:
             raise IdempotencyConflict("this Idempotency-Key was used with another body")
         return stored, False
