@@ -49,4 +49,7 @@ def _sqlite(url: str) -> SQLiteStore:
         except ValueError:
             raise ValueError(f"OFFLOAD_STORE: bad value {value!r} for {name} in {url!r}"
                              ) from None
-    return SQLiteStore(path, **options)  # type: ignore[arg-type]
+    try:
+        return SQLiteStore(path, **options)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise ValueError(f"OFFLOAD_STORE: {exc} in {url!r}") from None

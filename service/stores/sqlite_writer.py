@@ -55,7 +55,11 @@ def unavailable(path: str, exc: BaseException) -> BaseException:
     code = error_code(exc)
     if code not in _UNAVAILABLE:
         return exc
-    reason = "the disk is full" if code == sqlite3.SQLITE_FULL else str(exc)
+    reason = str(exc)
+    if code == sqlite3.SQLITE_FULL:
+        reason = "the disk is full"
+    elif code in _BUSY:
+        reason = "other processes kept it busy for too long"
     failure = StoreUnavailable(f"SQLite store {path}: {reason}")
     failure.__cause__ = exc
     return failure
@@ -233,10 +237,6 @@ class Writer:
 
     def _fail(self, ops: list[_Op[Any]], exc: BaseException) -> None:
         failure = unavailable(self._path, exc)
-        if is_busy(exc):
-            failure = StoreUnavailable(
-                f"SQLite store {self._path}: another process kept it locked for longer "
-                f"than {self._patience:g} s")
         for op in ops:
             if op.error is None:
                 op.error, op.tx = failure, None
@@ -244,18 +244,27 @@ class Writer:
     def _resolve(self, ops: list[_Op[Any]]) -> None:
         """On the event loop: bookkeeping and listeners first, then the callers."""
         for op in ops:
-            if op.error is None and op.tx is not None:
-                for hook in op.tx.after:
-                    hook()
-                for kind, record in op.tx.events:
-                    try:
-                        self._emit(kind, record)
-                    except Exception:
-                        log.exception("a store change listener failed")
+            try:
+                self._report(op)
+            except Exception:  # a failing hook must not keep the callers waiting
+                log.exception("after a write to the SQLite store %s", self._path)
             if op.future.cancelled():
                 if op.error is None and op.abandoned is not None:
-                    op.abandoned(op.value)
+                    try:
+                        op.abandoned(op.value)
+                    except Exception:
+                        log.exception("handing back an abandoned write failed")
             elif op.error is not None:
                 op.future.set_exception(op.error)
             else:
                 op.future.set_result(op.value)
+
+    def _report(self, op: _Op[Any]) -> None:
+        if op.error is None and op.tx is not None:
+            for hook in op.tx.after:
+                hook()
+            for kind, record in op.tx.events:
+                try:
+                    self._emit(kind, record)
+                except Exception:
+                    log.exception("a listener of the SQLite store %s failed", self._path)

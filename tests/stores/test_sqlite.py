@@ -432,6 +432,18 @@ async def test_the_file_stops_growing_under_endless_load(db: str) -> None:
     assert max(sizes[20:]) <= max(sizes[:20]) * 1.1, sizes
 
 
+async def test_free_pages_go_back_to_the_file_system(store: SQLiteStore, db: str) -> None:
+    records = await store.add([new(size=3000) for _ in range(1000)])
+    await asyncio.gather(*(store.request_cancel(r.id, 1.0) for r in records))
+    with raw(db) as conn:
+        (before,) = conn.execute("PRAGMA page_count").fetchone()
+        assert await store.evict(finished_before=2.0, keep_at_most=0) == 1000
+        (after,) = conn.execute("PRAGMA page_count").fetchone()
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+    assert after < before - 500
+    assert free < before // 2
+
+
 def plans(conn: sqlite3.Connection, statements: list[str]) -> dict[str, list[str]]:
     return {sql: [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
             for sql in statements if sql.split()[0].upper() in ("SELECT", "UPDATE", "DELETE",

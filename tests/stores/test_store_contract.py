@@ -726,7 +726,8 @@ async def test_pending_records_at_the_end(store: TaskStore) -> None:
 
 @pytest.mark.parametrize("url", ["redis://localhost", "memory", "", "sqlite:/x.db",
                                  "sqlite://host/x.db", "sqlite:///", "sqlite:///:memory:",
-                                 "sqlite:///x.db?nope=1", "sqlite:///x.db?busy_timeout=soon"])
+                                 "sqlite:///x.db?nope=1", "sqlite:///x.db?busy_timeout=soon",
+                                 "sqlite:///x.db?synchronous=off"])
 def test_unknown_store_urls_are_a_clear_error(url: str) -> None:
     with pytest.raises(ValueError, match="OFFLOAD_STORE") as failure:
         open_store(url)
