@@ -479,7 +479,7 @@ async def test_memory_stays_flat_under_many_tasks(make_service: Factory) -> None
     assert sum((await service.stats())["counts"].values()) == 10
     assert len(store._records) == 10
     assert all(len(index.ids) <= 2 * 10 + 1024 + 1 for index in store._order.values())
-    assert not any(store._active.values())
+    assert not any(store._with_status[s] for s in ACTIVE)
     assert len(store._finished) == 10
     assert len(store._status_of) == 10
     assert service.runner._jobs == {}

@@ -11,11 +11,13 @@ from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterator, Sequence
 
-from ..models import ACTIVE, ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
+from ..models import ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
 from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
 from .memory_queue import StartQueue
 
 _COMPACT_SLACK = 1024
+STATUS_SORT_RATIO = 8  # sort a status's records when they are at most 1/8 of all records
+STATUS_SORT_MIN = 4096
 _EVERYONE = "\x00everyone"  # the key of the indexes over all owners (no owner id looks so)
 
 
@@ -60,7 +62,7 @@ class MemoryStore(TaskStore):
         self._order: dict[str, _SeqIndex] = {_EVERYONE: _SeqIndex()}
         self._by_name: dict[str, _SeqIndex] = {}
         self._named: Counter[str] = Counter()
-        self._active: dict[Status, set[str]] = {status: set() for status in ACTIVE}
+        self._with_status: dict[Status, set[str]] = {status: set() for status in Status}
         self._finished: OrderedDict[str, float] = OrderedDict()
         self._idempotency: dict[tuple[str | None, str], str] = {}
         self._queue = StartQueue()
@@ -119,8 +121,8 @@ class MemoryStore(TaskStore):
 
     async def page(self, query: ListQuery) -> list[TaskRecord]:
         candidates: Iterator[TaskRecord | None]
-        if query.statuses is not None and query.statuses <= ACTIVE:
-            candidates = self._newest_active(query)
+        if self._few_with_status(query):
+            candidates = self._newest_with_status(query)
         else:
             if query.name is not None:
                 index = self._by_name.get(query.name, _SeqIndex())
@@ -136,9 +138,18 @@ class MemoryStore(TaskStore):
                     break
         return items
 
-    def _newest_active(self, query: ListQuery) -> Iterator[TaskRecord | None]:
+    def _few_with_status(self, query: ListQuery) -> bool:
+        """Whether the records of the wanted statuses are few enough to sort, rather than
+        walk every record newest first until a page is full (a rare status among many)."""
+        if query.statuses is None:
+            return False
+        wanted = sum(len(self._with_status[status]) for status in query.statuses)
+        return wanted * STATUS_SORT_RATIO <= len(self._records) or wanted <= STATUS_SORT_MIN
+
+    def _newest_with_status(self, query: ListQuery) -> Iterator[TaskRecord | None]:
         assert query.statuses is not None
-        chosen = [self._records[i] for status in query.statuses for i in self._active[status]]
+        chosen = [self._records[i] for status in query.statuses
+                  for i in self._with_status[status]]
         if query.before_seq is not None:
             chosen = [r for r in chosen if r.seq < query.before_seq]
         return iter(sorted(chosen, key=lambda r: r.seq, reverse=True))
@@ -267,7 +278,7 @@ class MemoryStore(TaskStore):
 
     async def reclaim(self, worker: str, now: float, lease: float) -> list[TaskRecord]:
         taken = []
-        for task_id in self._active[Status.RUNNING]:
+        for task_id in self._with_status[Status.RUNNING]:
             record = self._records[task_id]
             if record.lease_expires is not None and record.lease_expires < now:
                 record.lease_owner = worker
@@ -277,7 +288,7 @@ class MemoryStore(TaskStore):
 
     async def abandon_pending(self, now: float, error: TaskError) -> None:
         for status in (Status.QUEUED, Status.SCHEDULED):
-            for task_id in list(self._active[status]):
+            for task_id in list(self._with_status[status]):
                 record = self._records[task_id]
                 record.move(Status.FAILED)
                 record.error = TaskError(error.type, error.message)
@@ -309,11 +320,9 @@ class MemoryStore(TaskStore):
         counts[status] += 1
         if previous is not None:
             counts[previous] -= 1
-            if previous in ACTIVE:
-                self._active[previous].discard(record.id)
-        if status in ACTIVE:
-            self._active[status].add(record.id)
-        elif status in TERMINAL:
+            self._with_status[previous].discard(record.id)
+        self._with_status[status].add(record.id)
+        if status in TERMINAL:
             self._finished[record.id] = record.finished_at or 0.0
         if record.owner is not None:
             owned = self._counts.get(record.owner)
@@ -327,8 +336,7 @@ class MemoryStore(TaskStore):
         self._counts[_EVERYONE][status] -= 1
         if record.owner is not None:
             self._counts[record.owner][status] -= 1
-        if status in ACTIVE:
-            self._active[status].discard(record.id)
+        self._with_status[status].discard(record.id)
 
 
 def _keys(record: TaskRecord) -> tuple[str, ...]:
