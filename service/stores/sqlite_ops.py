@@ -6,7 +6,6 @@ them again after a busy database or a rolled back batch.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -44,12 +43,19 @@ def add(tx: Tx, records: Sequence[TaskRecord], max_pending: int | None) -> list[
         fresh.append(index)
     if max_pending is not None and pending(conn) + len(fresh) > max_pending:
         raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
+    seqs = [int(conn.execute(INSERT, encode(records[index])).lastrowid or 0)
+            for index in fresh]
     for index in fresh:
-        seq = conn.execute(INSERT, encode(records[index])).lastrowid
-        answer[index] = dataclasses.replace(records[index], seq=int(seq or 0))
+        answer[index] = records[index]  # the caller's own record, numbered once committed
+    tx.after.append(lambda: _number(records, fresh, seqs))
     for index, first in repeats:
         answer[index] = answer[first]
     return [record for record in answer if record is not None]
+
+
+def _number(records: Sequence[TaskRecord], fresh: list[int], seqs: list[int]) -> None:
+    for index, seq in zip(fresh, seqs, strict=True):
+        records[index].seq = seq
 
 
 def find_idempotent(conn: sqlite3.Connection, owner: str | None, key: str
