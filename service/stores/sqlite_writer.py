@@ -135,7 +135,8 @@ class Writer:
         """Queue a write (from the event loop). ``fn`` runs in the transaction and may run
         more than once (a busy database, a rolled back batch): it must only read and write
         the database through its :class:`Tx`. When ``idle`` says so, before any
-        transaction, the write is skipped and its answer is ``idle_value``. ``abandoned``
+        transaction, the write is skipped and its answer is ``idle_value`` (only when every
+        write of its batch may be skipped). ``abandoned``
         gets the answer of a write committed after its caller stopped waiting."""
         if self._closed:
             raise StoreUnavailable(f"SQLite store {self._path} is closed")
@@ -169,9 +170,8 @@ class Writer:
         # reading its state from this thread can only be late, never wrong.
         live = [op for op in ops if not op.future.cancelled()]
         try:
-            work = [op for op in live if not self._skips(op)]
-            if work:
-                self._transact(work)
+            if live and not self._all_idle(live):
+                self._transact(live)
         except Exception as exc:  # a bug here must not leave callers waiting forever
             log.exception("the SQLite writer of %s failed", self._path)
             for op in live:
@@ -180,16 +180,19 @@ class Writer:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             self._loop.call_soon_threadsafe(self._resolve, live)
 
-    def _skips(self, op: _Op[Any]) -> bool:
-        if op.idle is None:
-            return False
-        try:
-            idle = op.idle(self._conn)
-        except sqlite3.Error:
-            return False  # let the transaction meet the error, and retry or report it
-        if idle:
+    def _all_idle(self, ops: list[_Op[Any]]) -> bool:
+        """Whether every operation says it has nothing to do (then no transaction, so no
+        write lock, is taken). All or none: an operation queued after another one that
+        writes sees that write, as its caller may expect."""
+        for op in ops:
+            try:
+                if op.idle is None or not op.idle(self._conn):
+                    return False
+            except sqlite3.Error:
+                return False  # let the transaction meet the error, and retry or report it
+        for op in ops:
             op.value = op.idle_value
-        return idle
+        return True
 
     def _transact(self, ops: list[_Op[Any]]) -> None:
         deadline = time.monotonic() + self._patience

@@ -218,6 +218,12 @@ async def test_an_idle_claim_takes_no_transaction(store: SQLiteStore) -> None:
     assert store.commits == before
 
 
+async def test_a_claim_queued_after_an_add_sees_it(store: SQLiteStore) -> None:
+    for _ in range(20):  # in one batch with the add or in the next, never before it
+        (added,), claimed = await asyncio.gather(store.add([new()]), store.claim(request()))
+        assert [r.id for r in claimed] == [added.id]
+
+
 async def test_a_claim_its_caller_gave_up_goes_back(store: SQLiteStore) -> None:
     (added,) = await store.add([new()])
     claiming = asyncio.ensure_future(store.claim(request()))
