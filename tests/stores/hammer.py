@@ -8,6 +8,7 @@ added, the ids it claimed, and every error it met.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import random
 import sys
@@ -73,7 +74,7 @@ async def main(path: str, seconds: float, name: str) -> dict[str, object]:
     await store.open()
     hammer = Hammer(store, name, seconds)
     jobs = [hammer.guarded(hammer.submit) for _ in range(4)]
-    jobs += [hammer.guarded(lambda k=k: hammer.run(f"{name}-{k}")) for k in range(2)]
+    jobs += [hammer.guarded(functools.partial(hammer.run, f"{name}-{k}")) for k in range(2)]
     jobs.append(hammer.guarded(hammer.read))
     await asyncio.gather(*jobs)
     commits = store.commits

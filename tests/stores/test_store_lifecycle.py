@@ -338,13 +338,14 @@ async def test_every_change_is_reported_at_once(store: TaskStore, events: Events
     (running,) = await claim(store)
     assert [(k, r.id, r.status) for k, r in events] == [("status", added.id, Status.RUNNING)]
     await store.save_progress(running, "w", Progress(1, 2))
-    assert events[-1][0] == "progress"
-    assert events[-1][1].progress == Progress(1, 2)
+    kind, record = events[-1]
+    assert (kind, record.progress) == ("progress", Progress(1, 2))
     await store.request_cancel(added.id, NOW)
-    assert events[-1][0] == "status"
-    assert events[-1][1].cancel_requested
+    kind, record = events[-1]
+    assert (kind, record.cancel_requested) == ("status", True)
     await store.settle(running, "w", Outcome(Status.CANCELLED, NOW + 1))
-    assert (events[-1][0], events[-1][1].status) == ("status", Status.CANCELLED)
+    kind, record = events[-1]
+    assert (kind, record.status) == ("status", Status.CANCELLED)
 
 
 async def test_cancel_of_a_queued_record_is_reported(store: TaskStore, events: Events) -> None:
