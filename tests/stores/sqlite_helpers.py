@@ -20,8 +20,10 @@ from service.stores.base import ClaimRequest
 NOW = 1000.0
 
 
-def new(name: str = "t", key: str | None = None, size: int = 0) -> TaskRecord:
-    return TaskRecord(name=name, args=["x" * size], idempotency_key=key, created_at=NOW)
+def new(name: str = "t", key: str | None = None, size: int = 0, owner: str | None = None
+        ) -> TaskRecord:
+    return TaskRecord(name=name, args=["x" * size], idempotency_key=key, created_at=NOW,
+                      owner=owner)
 
 
 def request(worker: str = "w", limit: int = 1, **options: object) -> ClaimRequest:
@@ -98,6 +100,18 @@ def unwritable(path: Path) -> Iterator[None]:
             yield
         finally:
             path.chmod(mode)
+
+
+def assert_counts_match(conn: sqlite3.Connection) -> None:
+    """The counts the triggers keep are the counts of the rows, for all and per owner."""
+    kept = {(scope, status): n for scope, status, n in conn.execute(
+        "SELECT scope, status, n FROM counts") if n}
+    real = {("", status): n for status, n in conn.execute(
+        "SELECT status, count(*) FROM tasks GROUP BY status")}
+    real.update((("o:" + owner, status), n) for owner, status, n in conn.execute(
+        "SELECT owner, status, count(*) FROM tasks WHERE owner IS NOT NULL "
+        "GROUP BY owner, status"))
+    assert kept == real
 
 
 def plans(conn: sqlite3.Connection, statements: list[str]) -> dict[str, list[str]]:

@@ -19,6 +19,7 @@ from service.stores.base import Outcome, QueueBoundReached
 
 from .sqlite_helpers import (
     NOW,
+    assert_counts_match,
     locked,
     new,
     raw,
@@ -187,6 +188,23 @@ async def test_an_idle_claim_takes_no_transaction(store: SQLiteStore) -> None:
         assert await store.reclaim("w", NOW, 30.0) == []
     await store.flush()
     assert store.commits == before
+
+
+async def test_counts_follow_every_change(store: SQLiteStore, db: str) -> None:
+    records = await store.add([new(owner=f"o{i % 3}" if i % 4 else None) for i in range(40)])
+    running = await store.claim(request(limit=20))
+    for record in running[:10]:
+        await store.settle(record, "w", Outcome(Status.SUCCEEDED, NOW))
+    for record in running[10:15]:
+        await store.settle(record, "w", Outcome(Status.SCHEDULED, NOW, scheduled_at=NOW + 1))
+    for record in records[30:]:
+        await store.request_cancel(record.id, NOW)
+    assert await store.evict(finished_before=0.0, keep_at_most=3) == 17
+    with raw(db) as conn:
+        assert_counts_match(conn)
+    counts = await store.count_by_status()
+    assert sum(counts.values()) == 40 - 17
+    assert counts[Status.SCHEDULED] == 5
 
 
 async def test_a_claim_queued_after_an_add_sees_it(store: SQLiteStore) -> None:

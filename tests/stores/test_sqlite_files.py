@@ -23,6 +23,7 @@ from service.stores.sqlite_writer import Tx
 
 from .sqlite_helpers import (
     NOW,
+    assert_counts_match,
     new,
     open_fails,
     plans,
@@ -232,3 +233,4 @@ async def test_two_processes_hammering_one_file(db: str, tmp_path: Path) -> None
         for task_id in added:  # ran exactly once, or was cancelled before it ran
             assert rows[task_id] in {("succeeded", 1), ("cancelled", 0)}, rows[task_id]
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert_counts_match(conn)
