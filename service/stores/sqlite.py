@@ -29,7 +29,8 @@ from ..models import Progress, Status, TaskRecord
 from . import sqlite_ops as ops
 from . import sqlite_reads as reads
 from .base import ChangeKind, ClaimRequest, ListQuery, Outcome, StoreUnavailable, TaskStore
-from .sqlite_open import Options, Synchronous, open_reader, open_writer
+from .sqlite_lock import WriterLock
+from .sqlite_open import Options, StoreOpenError, Synchronous, open_reader, open_writer
 from .sqlite_schema import encode_progress
 from .sqlite_writer import Tx, Writer, is_busy, unavailable
 
@@ -66,6 +67,7 @@ class SQLiteStore(TaskStore):
         self._writer_id = secrets.token_hex(8)
         self._writer: Writer | None = None
         self._write_conn: sqlite3.Connection | None = None
+        self._lock: WriterLock | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._read_conns: list[sqlite3.Connection] = []
@@ -88,9 +90,15 @@ class SQLiteStore(TaskStore):
 
     async def open(self) -> None:
         conn, self._key = await asyncio.to_thread(open_writer, self.path, self.options)
+        try:
+            self._lock = WriterLock(self.path + "-lock")
+        except OSError as exc:
+            conn.close()
+            raise StoreOpenError(f"SQLite store {self.path} cannot be written: its lock "
+                                 f"file {self.path}-lock cannot be opened ({exc})") from exc
         self._write_conn = conn
         self._writer = Writer(conn, self.path, self._writer_id, self._changed,
-                              self.options.patience)
+                              self.options.patience, self._lock)
         self._pool = ThreadPoolExecutor(self._reader_count,
                                         thread_name_prefix="offload-sqlite-read")
 
@@ -110,7 +118,9 @@ class SQLiteStore(TaskStore):
                 conn.close()
             self._read_conns.clear()
         self._write_conn.close()
-        self._writer = self._pool = self._write_conn = None
+        if self._lock is not None:
+            self._lock.close()
+        self._writer = self._pool = self._write_conn = self._lock = None
 
     # -- plumbing -------------------------------------------------------------------------
 

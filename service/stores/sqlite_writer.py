@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from ..models import TaskRecord
 from .base import ChangeKind, StoreUnavailable
+from .sqlite_lock import WriterLock
 
 log = logging.getLogger("offload.store")
 
@@ -107,12 +108,20 @@ class _Op(Generic[T]):
 _STOP = object()
 
 
+class _LockedTooLong(sqlite3.OperationalError):
+    """The turn to write did not come within the writer's patience."""
+
+    sqlite_errorcode = sqlite3.SQLITE_BUSY
+
+
 class Writer:
     """The write thread of one store object (see the module's docstring)."""
 
     def __init__(self, conn: sqlite3.Connection, path: str, writer_id: str,
-                 emit: Callable[[ChangeKind, TaskRecord], None], patience: float) -> None:
+                 emit: Callable[[ChangeKind, TaskRecord], None], patience: float,
+                 lock: WriterLock) -> None:
         self._conn = conn
+        self._lock = lock
         self._path = path
         self._writer_id = writer_id
         self._emit = emit
@@ -198,19 +207,27 @@ class Writer:
         deadline = time.monotonic() + self._patience
         delay = 0.001
         while True:
+            if not self._lock.acquire(deadline - time.monotonic()):
+                self._fail(ops, _LockedTooLong())
+                return
             try:
                 if self._attempt(ops):
                     return
+                continue  # SQLite rolled back the batch: run the rest again
             except sqlite3.Error as exc:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
-                if not is_busy(exc) or time.monotonic() >= deadline:
-                    self._fail(ops, exc)
-                    return
-                self.busy_retries += 1
-                log.debug("SQLite store %s is busy; retrying (%s)", self._path, exc)
-                time.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, 0.1)
+                failure = exc
+            finally:
+                self._lock.release()
+            if not is_busy(failure) or time.monotonic() >= deadline:
+                self._fail(ops, failure)
+                return
+            # Another program (one that does not take turns by the lock) holds SQLite's.
+            self.busy_retries += 1
+            log.debug("SQLite store %s is busy; retrying (%s)", self._path, failure)
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.1)
 
     def _attempt(self, ops: list[_Op[Any]]) -> bool:
         """One transaction over the operations not failed yet. True once committed (or all
