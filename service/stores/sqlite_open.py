@@ -81,7 +81,7 @@ def describe(path: str, exc: BaseException) -> str:
         sqlite3.SQLITE_PERM: f"cannot be accessed ({exc})",
     }.get(code or -1, f"cannot be used ({exc})")
     if is_busy(exc):
-        reason = "is locked by another process for too long"
+        reason = "is kept busy by another process for too long"
     return f"SQLite store {path} {reason}"
 
 
