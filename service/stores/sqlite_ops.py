@@ -45,6 +45,8 @@ def add(tx: Tx, records: Sequence[TaskRecord], max_pending: int | None) -> list[
         raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
     seqs = [int(conn.execute(INSERT, encode(records[index])).lastrowid or 0)
             for index in fresh]
+    for index in fresh:  # so that other processes' runners hear of new work at once
+        tx.log(records[index].id, "status")
     for index in fresh:
         answer[index] = records[index]  # the caller's own record, numbered once committed
     tx.after.append(lambda: _number(records, fresh, seqs))
