@@ -7,84 +7,56 @@ How it does without sleeps: every task either finishes at once or is *held*
 events and not on a clock, until every task is at rest (terminal; held and waiting for a
 verdict; queued behind full capacity; or scheduled far ahead) and then records what it sees.
 A task that should move and does not within ``SETTLE_LIMIT`` is itself a failure. Rules have
-no preconditions, so the rules Hypothesis draws never depend on thread timing.
+no preconditions, so the rules Hypothesis draws never depend on thread timing. The rules and
+the waiting live in tests/core_machine.py, what it knows of each task in
+tests/core_machine_model.py; the promises (invariants) are here.
+
+Eviction happens only when the machine says so: the ``evict`` rule runs the sweeper's pass
+(``service.evict()``: the oldest finished records beyond ``max_records``) and then a TTL cut
+at a moment it picks. Between two such rules finished records pile up, and no record may
+leave the store unless a rule deleted or evicted it.
 
 Stores: the machine gets its store from a :class:`StoreKind`, once per run of the service
-(a *generation*). The memory store starts empty on each run, so a restart drops every record;
-a durable store hands the next run what the last one left, and the machine then expects
-queued work to run again and interrupted work to be re-queued or failed. ``DURABLE_STAND_IN``
-(a memory store flagged durable, kept across restarts) exercises those rules today; the SQLite
-store plugs in as one more :class:`StoreKind` and one more test class (see the end of file).
+(a *generation*), and each kind is a test class of its own (end of file). The memory store
+and the copying store (tests/stores/copying.py: a memory store behind deep copies, which
+catches code that relies on sharing record objects with the store) start empty on each run,
+so a restart drops every record. A durable store hands the next run what the last one left,
+and the machine then expects queued work to run again and interrupted work to be re-queued
+or failed: ``DURABLE_STAND_IN`` (a memory store flagged durable, kept across restarts) and
+the SQLite store (a file in the machine's temporary directory, reopened on each run). The
+restart rule stops the old service gracefully (no grace for tasks), so every attempt it ran
+is settled before the next one starts: no lease is left to expire.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import math
-import shutil
-import tempfile
-import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import invariant, rule
 
-from service import TaskService
-from service.errors import (
-    IdempotencyConflict,
-    QueueFull,
-    TaskAlreadyTerminal,
-    TaskNotFound,
-    TaskStillActive,
+from service.errors import TaskNotFound
+from service.models import TERMINAL, Status, Submission, TaskRecord
+from service.stores import MemoryStore, SQLiteStore, TaskStore
+from tests.core_machine import MEMORY, CoreMachine, StoreKind
+from tests.core_machine_model import (
+    CORE,
+    HELD_KINDS,
+    KINDS,
+    LONG,
+    OWNERS,
+    PAGE,
+    REACHABLE,
+    SHORT,
+    Kind,
+    expected_result,
+    possible_errors,
 )
-from service.events import Subscription, TaskEvent
-from service.models import (
-    ALLOWED_MOVES,
-    PENDING,
-    TERMINAL,
-    Status,
-    Submission,
-    TaskRecord,
-    isoformat,
-)
-from service.settings import Settings
-from service.stores import MemoryStore, TaskStore
-from tests import state_tasks
-
-T = TypeVar("T")
-
-CORE = Settings(
-    task_modules=("tests.state_tasks",), max_concurrency=3, thread_workers=2,
-    process_workers=1, max_queue=5, max_records=4, result_ttl=3600.0, shutdown_grace=0.0,
-    retry_backoff=0.001, sweep_interval=3600.0,  # the machine evicts by TTL itself
-)
-SHORT = 0.002  # a delay or timeout that passes while the machine waits for rest
-LONG = 3600.0  # one that never passes during a test
-AT_REST_AHEAD = 60.0  # a task scheduled further ahead than this is at rest
-SETTLE_LIMIT = 5.0  # seconds tasks get to come to rest before that is a failure
-PAGE = 3  # list() page size: small, so that paging with the cursor is exercised
-OWNERS = (None, "alice")
-STOP_LIMIT = 30.0
-
-
+from tests.stores.copying import CopyingStore
 
 # -- stores -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoreKind:
-    """Where records live, per generation: ``reopen(workdir, previous)`` returns the store
-    for the next run of the service. A durable store must return one that sees what the
-    previous run wrote (e.g. the same database file under ``workdir``)."""
-
-    name: str
-    reopen: Callable[[Path, TaskStore | None], TaskStore]
 
 
 class DurableMemoryStore(MemoryStore):
@@ -93,298 +65,21 @@ class DurableMemoryStore(MemoryStore):
     durable = True
 
 
-MEMORY = StoreKind("memory", lambda workdir, previous: MemoryStore())
+def _sqlite(workdir: Path, previous: TaskStore | None) -> TaskStore:
+    return SQLiteStore(workdir / "tasks.db")  # the same file, opened again by each run
+
+
 DURABLE_STAND_IN = StoreKind(
     "durable stand-in", lambda workdir, previous: previous or DurableMemoryStore())
+COPYING = StoreKind("copying", lambda workdir, previous: CopyingStore())
+SQLITE = StoreKind("sqlite", _sqlite)
 
 
-# -- what the machine knows about each task ------------------------------------------------
+# -- the rules and the promises ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Kind:
-    """A sort of task the machine submits."""
-
-    name: str
-    held: bool = False
-    thread: bool = False
-    idempotent: bool = False
-
-    def args(self, key: str, n: int) -> list[Any]:
-        if self.held:
-            return [key]
-        if self.name == "quick_fail":
-            return [f"boom {key}"]
-        return [n, n + 1]
-
-
-KINDS = (
-    Kind("quick_add"), Kind("thread_add", thread=True), Kind("quick_fail"),
-    Kind("held", held=True), Kind("held_thread", held=True, thread=True),
-    Kind("held_idempotent", held=True, idempotent=True),
-    Kind("held_thread_idempotent", held=True, thread=True, idempotent=True),
-)
-HELD_KINDS = tuple(k for k in KINDS if k.held)
-RANK = {Status.SCHEDULED: 0, Status.QUEUED: 1, Status.RUNNING: 2}
-
-
-@dataclass(frozen=True)
-class Snap:
-    """One observation of a task, from its record or from an event."""
-
-    status: Status
-    attempts: int
-    finished: str | None  # RFC 3339, as in events
-    result: Any = None
-    error: str | None = None  # the error's type
-    message: str = ""  # the error's message
-
-    @classmethod
-    def of_record(cls, record: TaskRecord) -> Snap:
-        error = record.error
-        return cls(record.status, record.attempts, isoformat(record.finished_at),
-                   record.result, error.type if error else None, error.message if error else "")
-
-    @classmethod
-    def of_event(cls, event: TaskEvent) -> Snap:
-        task = event.task
-        error = task["error"]
-        return cls(Status(task["status"]), task["attempts"], task["finished_at"],
-                   task["result"], error["type"] if error else None,
-                   error["message"] if error else "")
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
-
-    def progress_key(self) -> tuple[float, int]:
-        """Grows with every status move: a retry or a re-queue belongs to the next attempt."""
-        if self.terminal:
-            return (math.inf, 0)
-        ahead = 0 if self.status is Status.RUNNING else 1
-        return (self.attempts + ahead, RANK[self.status])
-
-
-@dataclass
-class Tracked:
-    id: str
-    kind: Kind
-    key: str
-    submission: Submission
-    owner: str | None
-    idempotency_key: str | None
-    max_attempts: int
-    generation: int
-    fate: str = "present"  # present | deleted | evicted (by max_records or TTL) | lost
-    records: list[Snap] = field(default_factory=list)
-    events: list[Snap] = field(default_factory=list)
-    subscription: Subscription | None = None
-    verdicts: list[str] = field(default_factory=list)
-    cancelled: bool = False
-    retry_refused: bool = False  # a retry was refused because the queue was full
-    interrupted: bool = False  # a stop cut it off where that may fail it (Interrupted)
-    requeued: int = 0  # times a stop handed it back to the queue (durable, idempotent)
-
-    @property
-    def last(self) -> Snap:
-        return self.records[-1]
-
-    @property
-    def short_timeout(self) -> bool:
-        return self.submission.timeout is not None and self.submission.timeout < LONG
-
-    def seen_terminal(self) -> Snap | None:
-        for snap in (*self.records, *self.events):
-            if snap.terminal:
-                return snap
-        return None
-
-
-def _reachable() -> dict[Status, frozenset[Status]]:
-    closure = {}
-    for start in Status:
-        seen: set[Status] = set()
-        todo = [start]
-        while todo:
-            for nxt in ALLOWED_MOVES[todo.pop()]:
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        closure[start] = frozenset(seen)
-    return closure
-
-
-REACHABLE = _reachable()
-
-
-# -- the machine --------------------------------------------------------------------------
-
-
-class CoreMachine(RuleBasedStateMachine):
-    """The task service under random operations; see the module docstring."""
-
-    store_kind: ClassVar[StoreKind] = MEMORY
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.changed = asyncio.Event()
-        self.workdir = Path(tempfile.mkdtemp(prefix="offload-state-"))
-        self.tracked: dict[str, Tracked] = {}
-        self.order: list[str] = []  # every id ever accepted, in order
-        self.counter = 0
-        self.generation = 0
-        self.store: TaskStore | None = None
-        self.evicted_finished: list[str] = []  # finish times of records max_records evicted
-        state_tasks.reset(self._poke)
-        self.service = self._run(self._start())
-
-    @property
-    def durable(self) -> bool:
-        return self.service.store.durable
-
-    def _queue_bound(self) -> int:
-        """Queued plus scheduled never exceed max_queue: admission refuses at the bound and a
-        retry that would pass it fails instead. One exception, by design: work a durable store
-        hands back at shutdown is all taken back at the next start (accepted work is never
-        dropped), so the queue may then pass the bound by what was running."""
-        return CORE.max_queue + (CORE.max_concurrency if self.durable else 0)
-
-    # -- plumbing -----------------------------------------------------------------------
-
-    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
-
-    def _poke(self) -> None:
-        """A held task started or stopped waiting (from any thread)."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the test is over
-            self.loop.call_soon_threadsafe(self.changed.set)
-
-    async def _start(self) -> TaskService:
-        self.generation += 1
-        self.store = self.store_kind.reopen(self.workdir, self.store)
-        service = TaskService(CORE, store=self.store)
-        service.register_module("tests.state_tasks")
-        publish = service.hub.publish
-
-        def publish_and_poke(kind: Any, record: TaskRecord) -> None:
-            publish(kind, record)
-            self.changed.set()
-
-        service.hub.publish = publish_and_poke  # type: ignore[method-assign]
-        await service.start()
-        self.service = service
-        for tracked in self._present():
-            if not tracked.last.terminal:
-                record, tracked.subscription = await service.subscribe(tracked.id)
-                tracked.records.append(Snap.of_record(record))
-        await self._settle()
-        return service
-
-    def teardown(self) -> None:
-        try:
-            self._run(asyncio.wait_for(self.service.stop(grace=0), STOP_LIMIT))
-        finally:
-            state_tasks.release_all()
-            pending = [t for t in asyncio.all_tasks(self.loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                self._run(asyncio.wait(pending))
-            self.loop.close()
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def _present(self) -> list[Tracked]:
-        return [t for t in self.tracked.values() if t.fate == "present"]
-
-    def _pick(self, candidates: list[Tracked], pick: int) -> Tracked | None:
-        return candidates[pick % len(candidates)] if candidates else None
-
-    def _give(self, pick: int, verdict: str) -> None:
-        """Hand a verdict to one of the held tasks that are running (at rest: waiting)."""
-        tracked = self._pick([t for t in self._present()
-                              if t.kind.held and t.last.status is Status.RUNNING], pick)
-        if tracked is not None:
-            self._run(self._decide(tracked, verdict))
-
-    # -- coming to rest, and looking ------------------------------------------------------
-
-    async def _settle(self) -> None:
-        """Wait (on events, not on a clock) until every task is at rest, then observe."""
-        deadline = self.loop.time() + SETTLE_LIMIT
-        while True:
-            self.changed.clear()  # before looking: a change while we look wakes us
-            await self._check_bounds()
-            restless = await self._restless()
-            if not restless:
-                break
-            remaining = deadline - self.loop.time()
-            assert remaining > 0, f"tasks never came to rest: {restless}"
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await self.changed.wait()
-        await self._observe()
-
-    async def _restless(self) -> dict[str, str]:
-        records = {t.id: await self.service.store.get(t.id) for t in self._present()}
-        running = [self.tracked[i] for i, r in records.items()
-                   if r is not None and r.status is Status.RUNNING]
-        full = len(running) >= CORE.max_concurrency
-        threads_full = sum(t.kind.thread for t in running) >= CORE.thread_workers
-        now = time.time()
-        restless = {}
-        for task_id, record in records.items():
-            tracked = self.tracked[task_id]
-            if record is None or record.terminal:
-                continue
-            if record.status is Status.SCHEDULED:
-                at_rest = (record.scheduled_at or 0.0) - now > AT_REST_AHEAD
-            elif record.status is Status.QUEUED:
-                at_rest = full or (tracked.kind.thread and threads_full)
-            else:
-                at_rest = (tracked.kind.held and not tracked.short_timeout
-                           and not record.cancel_requested
-                           and state_tasks.latch(tracked.key).waiting(record.attempts))
-            if not at_rest:
-                restless[task_id] = f"{tracked.kind.name} {record.status.value}"
-        return restless
-
-    async def _observe(self) -> None:
-        """Read every known task's record and events; a record gone unasked was evicted."""
-        for tracked in self._present():
-            await self._drain(tracked)
-            record = await self.service.store.get(tracked.id)
-            if record is None:
-                tracked.fate = "evicted"
-                done = tracked.seen_terminal()
-                assert done is not None, f"{tracked.id} vanished while {tracked.last.status}"
-                assert done.finished is not None
-                self.evicted_finished.append(done.finished)
-                continue
-            snap = Snap.of_record(record)
-            if snap != tracked.last:
-                tracked.records.append(snap)
-
-    async def _drain(self, tracked: Tracked) -> None:
-        """Take the events waiting in the task's subscription (never waits for more)."""
-        subscription = tracked.subscription
-        while subscription is not None:
-            event = await subscription.next(0)
-            if event is None:
-                return
-            tracked.events.append(Snap.of_event(event))
-            if event.terminal:
-                tracked.subscription = subscription = None
-
-    async def _check_bounds(self) -> None:
-        """Limits that hold at every moment, not only at rest."""
-        scheduler = self.service.scheduler
-        assert scheduler.pending <= self._queue_bound(), scheduler.pending
-        assert scheduler.running <= CORE.max_concurrency, scheduler.running
-        counts = await self.service.store.count_by_status()
-        pending = counts[Status.QUEUED] + counts[Status.SCHEDULED]
-        assert pending <= self._queue_bound(), counts
-        assert counts[Status.RUNNING] <= CORE.max_concurrency, counts
+class PromisesMachine(CoreMachine):
+    """The machine's rules, and after every step the service's promises."""
 
     # -- rules ----------------------------------------------------------------------------
 
@@ -460,7 +155,7 @@ class CoreMachine(RuleBasedStateMachine):
 
     @rule(pick=st.integers(0, 255))
     def evict(self, pick: int) -> None:
-        """The sweeper at a controlled moment: records finished before a chosen time go."""
+        """The sweeper's pass (max_records), then its TTL cut at a chosen moment."""
         self._run(self._evict(pick))
 
     @rule()
@@ -468,165 +163,7 @@ class CoreMachine(RuleBasedStateMachine):
         """Stop the service (no grace) and start a new one on the next generation's store."""
         self._run(self._restart())
 
-    # -- rule bodies ----------------------------------------------------------------------
-
-    def _key_holder(self, owner: str | None, key: str | None) -> Tracked | None:
-        if key is None:
-            return None
-        return next((t for t in self._present()
-                     if t.owner == owner and t.idempotency_key == key), None)
-
-    async def _submit(self, kind: Kind, key: str, submission: Submission, owner: str | None,
-                      idempotency_key: str | None) -> str | None:
-        holder = self._key_holder(owner, idempotency_key)
-        pending = sum(t.last.status in PENDING for t in self._present())
-        try:
-            record, created = await self.service.submit(
-                submission, owner=owner, idempotency_key=idempotency_key)
-        except IdempotencyConflict:
-            assert holder is not None
-            assert holder.submission != submission
-            return None
-        except QueueFull:
-            assert holder is None
-            assert pending >= CORE.max_queue, pending
-            return None
-        if holder is not None:
-            assert holder.submission == submission, "a different body was not refused"
-            assert (record.id, created) == (holder.id, False)
-            return holder.id
-        assert created
-        assert pending < CORE.max_queue, f"accepted with {pending} pending"
-        subscription = self.service.hub.subscribe(record.id)  # before anything can change
-        expected = Status.SCHEDULED if submission.delay else Status.QUEUED
-        assert (record.status, record.attempts, record.owner) == (expected, 0, owner)
-        assert (record.priority, record.timeout) == (submission.priority, submission.timeout)
-        tracked = Tracked(record.id, kind, key, submission, owner, idempotency_key,
-                          record.max_attempts, self.generation, subscription=subscription)
-        assert tracked.max_attempts == (state_tasks.RETRIES + 1 if kind.held else 1)
-        tracked.records.append(Snap.of_record(record))
-        self.tracked[record.id] = tracked
-        self.order.append(record.id)
-        await self._settle()
-        return record.id
-
-    def _visible(self, tracked: Tracked, as_owner: str | None) -> bool:
-        return tracked.fate == "present" and as_owner in (None, tracked.owner)
-
-    async def _cancel(self, tracked: Tracked, as_owner: str | None) -> None:
-        before = tracked.last
-        visible = self._visible(tracked, as_owner)
-        try:
-            record = await self.service.cancel(tracked.id, owner=as_owner)
-        except TaskNotFound:
-            assert not visible, f"{tracked.id} not found"
-            return
-        except TaskAlreadyTerminal:
-            assert visible
-            assert before.terminal, before
-            return
-        assert visible
-        assert not before.terminal, before
-        assert record.id == tracked.id
-        tracked.cancelled = True
-        await self._settle()
-        if tracked.fate == "present":
-            assert tracked.last.status is Status.CANCELLED, tracked.last
-        else:  # finished, then evicted by max_records at once
-            done = tracked.seen_terminal()
-            assert done is not None
-            assert done.status is Status.CANCELLED, done
-
-    async def _delete(self, tracked: Tracked, as_owner: str | None) -> None:
-        before = tracked.last
-        visible = self._visible(tracked, as_owner)
-        try:
-            await self.service.delete(tracked.id, owner=as_owner)
-        except TaskNotFound:
-            assert not visible, f"{tracked.id} not found"
-            return
-        except TaskStillActive:
-            assert visible
-            assert not before.terminal, before
-            return
-        assert visible
-        assert before.terminal, before
-        tracked.fate = "deleted"
-        tracked.subscription = None
-        await self._settle()
-
-    async def _decide(self, tracked: Tracked, verdict: str) -> None:
-        before = tracked.last
-        queue_full = sum(t.last.status in PENDING for t in self._present()) >= CORE.max_queue
-        refused = verdict == "retry" and before.attempts < tracked.max_attempts and queue_full
-        tracked.retry_refused |= refused
-        state_tasks.latch(tracked.key).give(verdict)
-        tracked.verdicts.append(verdict)
-        await self._settle()
-        after = tracked.last if tracked.fate == "present" else tracked.seen_terminal()
-        assert after is not None
-        if verdict == "succeed":
-            assert (after.status, after.result) == (Status.SUCCEEDED, tracked.key), after
-        elif verdict == "fail" or before.attempts >= tracked.max_attempts or refused:
-            error = "ValueError" if verdict == "fail" else "ConnectionError"
-            assert (after.status, after.error) == (Status.FAILED, error), after
-            if refused:  # a retry would have taken the queue past its bound
-                assert after.message.endswith("(not retried: the queue is full)"), after
-        else:  # retried: running its next attempt, or queued behind full capacity
-            assert after.error == "ConnectionError", after
-            assert (after.status, after.attempts) in {
-                (Status.RUNNING, before.attempts + 1), (Status.QUEUED, before.attempts)}, after
-
-    async def _evict(self, pick: int) -> None:
-        assert await self.service.scheduler.evict() == 0  # max_records already holds
-        finished: list[tuple[float, str]] = []
-        for tracked in self._present():
-            record = await self.service.store.get(tracked.id)
-            if record is not None and record.terminal and record.finished_at is not None:
-                finished.append((record.finished_at, tracked.id))
-        finished.sort()
-        index = pick % (len(finished) + 1)
-        cutoff = finished[index][0] if index < len(finished) else time.time() + 1
-        doomed = {task_id for at, task_id in finished if at < cutoff}
-        # what the sweeper does when the clock reads cutoff + result_ttl:
-        count = await self.service.store.evict(cutoff, CORE.max_records)
-        assert count == len(doomed), (count, doomed)
-        for task_id in doomed:
-            assert await self.service.store.get(task_id) is None
-            await self._drain(self.tracked[task_id])
-            self.tracked[task_id].fate = "evicted"
-            self.tracked[task_id].subscription = None
-        await self._settle()
-
-    async def _restart(self) -> None:
-        old = self.service
-        durable = old.store.durable
-        before = {t.id: t.last for t in self._present()}
-        await asyncio.wait_for(old.stop(grace=0), STOP_LIMIT)
-        assert not old.started
-        for tracked in self._present():
-            await self._drain(tracked)  # what the old service published while stopping
-            was = before[tracked.id]
-            if was.terminal:
-                continue
-            if durable and was.status is Status.RUNNING and tracked.kind.idempotent:
-                tracked.requeued += 1
-                assert tracked.events, "no event for the hand-back"
-                assert tracked.events[-1].status is Status.QUEUED, tracked.events[-1]
-            elif not durable or was.status is Status.RUNNING:
-                tracked.interrupted = True
-                done = tracked.seen_terminal()
-                assert done is not None
-                assert (done.status, done.error) == (Status.FAILED, "Interrupted"), done
-            if not durable:
-                assert tracked.seen_terminal() is not None
-        if not durable:  # the records end with the service
-            for tracked in self._present():
-                tracked.fate = "lost"
-                tracked.subscription = None
-        self.service = await self._start()
-
-    # -- invariants -----------------------------------------------------------------------
+    # -- the promises -----------------------------------------------------------------------
 
     @invariant()
     def statuses_only_move_forward(self) -> None:
@@ -670,14 +207,17 @@ class CoreMachine(RuleBasedStateMachine):
 
     @invariant()
     def evicted_records_are_the_oldest(self) -> None:
-        kept = [t.last.finished for t in self._present() if t.last.terminal]
+        kept = [t.last.finished for t in self._present() if t.last.finished is not None]
         if kept and self.evicted_finished:
             assert max(self.evicted_finished) <= min(kept), (self.evicted_finished, kept)
 
     @invariant()
-    def finished_records_within_max_records(self) -> None:
+    def finished_records_stay_until_evicted(self) -> None:
+        """Eviction is the sweeper's (the machine's) alone: every finished record the
+        machine has not seen evicted or deleted is still counted, however many there are."""
         counts = self._run(self.service.store.count_by_status())
-        assert sum(counts[s] for s in TERMINAL) <= CORE.max_records, counts
+        finished = [t for t in self._present() if t.last.terminal]
+        assert sum(counts[s] for s in TERMINAL) == len(finished), (counts, len(finished))
 
     @invariant()
     def stats_counts_equal_the_list(self) -> None:
@@ -714,14 +254,15 @@ class CoreMachine(RuleBasedStateMachine):
     def queue_within_its_bound(self) -> None:
         counts = self._run(self.service.store.count_by_status())
         pending = counts[Status.QUEUED] + counts[Status.SCHEDULED]
-        assert self.service.scheduler.pending == pending <= self._queue_bound(), (
-            self.service.scheduler.pending, counts)
+        depth = self._run(self.service.stats())["queue_depth"]
+        assert depth == pending <= self._queue_bound(), (depth, counts)
 
     @invariant()
     def running_within_max_concurrency(self) -> None:
         counts = self._run(self.service.store.count_by_status())
         running = [t for t in self._present() if t.last.status is Status.RUNNING]
-        assert self.service.scheduler.running == counts[Status.RUNNING] == len(running)
+        assert self.service.runner.running == counts[Status.RUNNING] == len(running), (
+            self.service.runner.running, counts)
         assert len(running) <= CORE.max_concurrency
         assert sum(t.kind.thread for t in running) <= CORE.thread_workers
 
@@ -730,65 +271,51 @@ class CoreMachine(RuleBasedStateMachine):
         """Every end is one the machine caused: a verdict, a cancel, a timeout, a stop."""
         for tracked in self.tracked.values():
             last = tracked.seen_terminal() or tracked.records[-1]
-            assert last.attempts <= tracked.max_attempts + tracked.requeued, (tracked, last)
+            # a hand-back at shutdown runs the task once more, up to max_attempts + 1 runs
+            assert last.attempts <= tracked.max_attempts + min(tracked.requeued, 1), (
+                tracked, last)
             assert (last.finished is not None) == last.terminal, last
             if last.status is Status.CANCELLED:
                 assert tracked.cancelled, tracked
             elif last.status is Status.SUCCEEDED:
-                assert last.result == _expected_result(tracked), (tracked, last)
+                assert last.result == expected_result(tracked), (tracked, last)
                 assert last.error is None, (tracked, last)
             elif last.status is Status.FAILED:
-                assert last.error in _possible_errors(tracked, last), (tracked, last)
+                assert last.error in possible_errors(tracked, last), (tracked, last)
             if not last.terminal:
                 assert tracked.fate in ("present", "lost"), tracked
 
 
-def _expected_result(tracked: Tracked) -> Any:
-    if tracked.kind.held:
-        assert tracked.verdicts[-1:] == ["succeed"], tracked.verdicts
-        return tracked.key
-    a, b = tracked.submission.args
-    return a + b
-
-
-def _possible_errors(tracked: Tracked, last: Snap) -> set[str]:
-    errors = set()
-    if tracked.interrupted:
-        errors.add("Interrupted")
-    if tracked.short_timeout:
-        errors.add("TimeoutError")
-    if tracked.kind.name == "quick_fail":
-        errors.add("RuntimeError")
-    if "fail" in tracked.verdicts:
-        errors.add("ValueError")
-    out_of_attempts = last.attempts >= tracked.max_attempts or tracked.retry_refused
-    if tracked.verdicts[-1:] == ["retry"] and out_of_attempts:
-        errors.add("ConnectionError")
-    return errors
-
-
 # -- the test cases -----------------------------------------------------------------------
 
-# Bounded and seeded: the same sequences every run. Sized to keep this file well under 40 s.
-RUNS = settings(max_examples=100, stateful_step_count=60, derandomize=True, database=None,
+# Bounded and seeded: the same sequences every run. Sized to keep this file under a minute
+# on two cores (SQLite's steps cost more: it runs fewer).
+RUNS = settings(max_examples=80, stateful_step_count=60, derandomize=True, database=None,
                 deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=False)
+SQLITE_RUNS = settings(RUNS, max_examples=30)
 
 
 @RUNS
-class MemoryStoreMachine(CoreMachine):
+class MemoryStoreMachine(PromisesMachine):
     store_kind = MEMORY
 
 
 @RUNS
-class DurableStoreMachine(CoreMachine):
+class DurableStoreMachine(PromisesMachine):
     store_kind = DURABLE_STAND_IN
+
+
+@RUNS
+class CopyingStoreMachine(PromisesMachine):
+    store_kind = COPYING
+
+
+@SQLITE_RUNS
+class SQLiteStoreMachine(PromisesMachine):
+    store_kind = SQLITE
 
 
 TestCoreWithMemoryStore = MemoryStoreMachine.TestCase
 TestCoreWithDurableStore = DurableStoreMachine.TestCase
-# With the SQLite store (issue 4): one more kind, one more case, e.g.
-#   SQLITE = StoreKind("sqlite", lambda workdir, previous: open_store(f"sqlite:///{workdir}/t.db"))
-#   @RUNS
-#   class SQLiteStoreMachine(CoreMachine):
-#       store_kind = SQLITE
-#   TestCoreWithSQLiteStore = SQLiteStoreMachine.TestCase
+TestCoreWithCopyingStore = CopyingStoreMachine.TestCase
+TestCoreWithSQLiteStore = SQLiteStoreMachine.TestCase

@@ -9,6 +9,7 @@ The task's own prints go to stderr, so they cannot corrupt the protocol.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import json
 import os
@@ -79,16 +80,15 @@ def _handle(request: dict[str, Any], channel: IO[str], lock: threading.Lock) -> 
 
     context = TaskContext(request.get("task_id", ""), request.get("attempt", 1), sink,
                           lambda: False, lambda fn: fn(), request.get("task_name", ""))
-    set_current(context)
+    fresh = contextvars.Context()  # nothing one task sets reaches the next in this worker
+    fresh.run(set_current, context)
     try:
-        value = _call(request)
+        value = fresh.run(_call, request)
         jsonutil.check(value)
     except jsonutil.NotJSON as exc:  # the same error as for async and thread tasks
         return {"error": _describe(TypeError(f"the task's result is not a JSON value: {exc}"))}
     except Exception as exc:
         return {"error": _describe(exc)}
-    finally:
-        set_current(None)
     return {"ok": value}
 
 

@@ -34,6 +34,7 @@ from .process_pool import ProcessExecutor
 log = logging.getLogger("offload.runner")
 STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
 BLOCKED_POLL = 0.05  # seconds between claims while due work waits behind a type's limit
+STORE_RETRY = 0.25  # seconds before claiming again after the store failed
 
 
 def new_worker_id() -> str:
@@ -64,6 +65,8 @@ class Runner:
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._draining = False
+        self._cancelled_early: set[tuple[str, int]] = set()  # claimed here, not yet started
+        self._due: float | None = None  # the earliest scheduled_at, as last read
 
     @property
     def running(self) -> int:
@@ -94,25 +97,25 @@ class Runner:
             job = self._jobs.get(record.id)
             if job is not None and job.record.attempts == record.attempts:
                 self.stop(job, "cancel")
+            elif job is None and record.lease_owner == self.worker:  # its claim returns
+                self._cancelled_early.add((record.id, record.attempts))
 
     async def _dispatch(self) -> None:
         while not self._draining:
             self._wakeup.clear()
-            blocked = False
             try:
-                blocked = await self._fill()
-            except Exception:
+                await self._sleep(await self._fill())
+            except Exception:  # the store failed: nothing else may come to wake us
                 log.exception("claiming tasks from the store failed")
-                blocked = True
-            await self._sleep(blocked)
+                await wait_until_set(self._wakeup, STORE_RETRY)
 
     async def _sleep(self, blocked: bool) -> None:
         timeout: float | None = self._settings.poll_interval if self._store.shared else None
-        if self._room()[1] > 0:  # a due task matters only if there is room to start it
-            due = await self._store.next_due()
-            if due is not None:
-                wait = max(due - time.time(), BLOCKED_POLL if blocked else 0.0)
-                timeout = wait if timeout is None else min(timeout, wait)
+        # room or not: a record whose delay has passed is queued then (see _fill)
+        self._due = due = await self._store.next_due()
+        if due is not None:
+            wait = max(due - time.time(), BLOCKED_POLL if blocked else 0.0)
+            timeout = wait if timeout is None else min(timeout, wait)
         await wait_until_set(self._wakeup, timeout)
 
     async def _fill(self) -> bool:
@@ -120,6 +123,10 @@ class Runner:
         while not self._draining:
             excluded, limit = self._room()
             if limit <= 0:
+                if self._due is not None and self._due <= time.time():
+                    self._due = None  # a claim of none still makes what came due queued
+                    await self._store.claim(ClaimRequest(
+                        self.worker, time.time(), self._settings.lease, limit=0))
                 return False
             records = await self._store.claim(ClaimRequest(
                 self.worker, time.time(), self._settings.lease, limit,
@@ -143,15 +150,21 @@ class Runner:
         return frozenset(excluded), free
 
     def _start(self, record: TaskRecord) -> None:
+        key = (record.id, record.attempts)
+        cancelled = key in self._cancelled_early
+        self._cancelled_early.discard(key)
         job = self._attempt.prepare(record, self._registry)
         if job is None:  # unknown type or arguments it no longer takes: failed at once
             self._spawn(self._settle_unrunnable(record))
             return
+        if cancelled:  # it starts stopped: its code never runs
+            job.stop_reason = "cancel"
         self._jobs[record.id] = job
         self._busy[job.task_type.executor] += 1
         # a task of its own, in a fresh context: nothing one task sets leaks into another
         job.task = asyncio.create_task(self._run(job), name=f"offload:{record.id}",
                                        context=contextvars.Context())
+        job.task.add_done_callback(_report_crash)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -194,12 +207,13 @@ class Runner:
         return False
 
     async def _give_up(self, job: Job) -> None:
-        """An internal error cut the task's path: it must not stay running."""
-        if not job.settled:
-            job.settled = True
-            with contextlib.suppress(Exception):
-                await self._store.settle(job.record, self.worker, Outcome(
-                    Status.FAILED, time.time(), error=TaskError("Interrupted", BROKEN)))
+        """An internal error cut the task's path: it must not stay running. (Tried even
+        if a settle was begun: it may have failed, and a settle that went through makes
+        this one a no-op.)"""
+        job.settled = True
+        with contextlib.suppress(Exception):
+            await self._store.settle(job.record, self.worker, Outcome(
+                Status.FAILED, time.time(), error=TaskError("Interrupted", BROKEN)))
 
     async def _settle_unrunnable(self, record: TaskRecord) -> None:
         await self._store.settle(record, self.worker, unrunnable(record, self._registry))

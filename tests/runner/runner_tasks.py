@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import os
 import signal
@@ -152,3 +153,32 @@ async def fails_once_then_waits_long() -> None:
 @task
 async def returns_lone_surrogate() -> str:
     return "\ud800"
+
+
+LEAKED: contextvars.ContextVar[str | None] = contextvars.ContextVar("offload_test_leaked",
+                                                                   default=None)
+"""Set by the context_* tasks: no other task may ever see what one of them set."""
+
+
+@task
+async def context_async(value: str) -> str | None:
+    """Async: sets LEAKED to ``value``; returns what it saw before."""
+    seen = LEAKED.get()
+    LEAKED.set(value)
+    return seen
+
+
+@task
+def context_thread(value: str) -> str | None:
+    """Thread: sets LEAKED to ``value``; returns what it saw before."""
+    seen = LEAKED.get()
+    LEAKED.set(value)
+    return seen
+
+
+@task(executor="process")
+def context_process(value: str) -> list[Any]:
+    """Process: sets LEAKED to ``value``; returns what it saw before, and its worker's pid."""
+    seen = LEAKED.get()
+    LEAKED.set(value)
+    return [seen, os.getpid()]
