@@ -69,6 +69,14 @@ class Connection:
                 raise HTTPError(f"{method} {path}: {exc!r}") from exc
         raise AssertionError("unreachable")
 
+    def local_port(self) -> int | None:
+        """The client side's port of the open connection (None if none is open): it tells
+        a reconnect apart from the same connection."""
+        if self._writer is None:
+            return None
+        sockname = self._writer.get_extra_info("sockname")
+        return int(sockname[1]) if sockname else None
+
     async def _exchange(self, data: bytes) -> tuple[int, bytes]:
         assert self._reader is not None
         assert self._writer is not None

@@ -220,17 +220,48 @@ def hypercorn(name: str, app: str, logs: Path, **env: str) -> Proc:
     return proc
 
 
+def service(name: str, logs: Path, workers: int = 1, **env: str) -> Proc:
+    """``make run``'s command (``python -m service``, hypercorn.toml, ``workers`` workers) on a
+    free loopback port; ready once every worker answers ``/readyz``."""
+    port = free_port()
+    proc = start(name, [str(product_bin() / "python"), "-m", "service", "--config",
+                        "hypercorn.toml", "--bind", f"{HOST}:{port}", "--workers", str(workers)],
+                 logs, port=port, env=clean_env(**env), stop_deadline=45.0)
+    try:
+        worker_pids(proc, workers)
+        wait_until(lambda: proc.tail(10**6).count("Running on http") >= workers,
+                   f"{workers} workers serving", 60, proc, step=0.1)  # each past its start-up
+        wait_http(proc, "/readyz")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
 def worker_pid(proc: Proc) -> int:
     """Hypercorn serves from a child process (its one worker, started by multiprocessing's
     ``spawn``; the other child is multiprocessing's resource tracker); its PID."""
-    end = time.monotonic() + 10
+    return worker_pids(proc, 1)[0]
+
+
+def worker_pids(proc: Proc, count: int, deadline: float = 30.0) -> list[int]:
+    """The PIDs of the server's ``count`` worker processes (see :func:`worker_pid`), once
+    that many have started."""
+    end = time.monotonic() + deadline
+    found: list[int] = []
     while time.monotonic() < end:
+        found = []
         for pid in proc.children():
             with contextlib.suppress(OSError):
                 if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    return pid
+                    found.append(pid)
+        if len(found) >= count:
+            return sorted(found)
+        if not proc.alive():
+            break
         time.sleep(0.05)
-    raise RuntimeError(f"{proc.name} has no worker process")
+    raise RuntimeError(f"{proc.name} has {len(found)} of {count} worker processes:\n"
+                       f"{proc.tail()}")
 
 
 def redis_server(logs: Path) -> Proc:

@@ -1,4 +1,5 @@
-"""``make bench``: Offload against its baselines, B1-B8 of issue 3, in one run on this machine.
+"""``make bench``: Offload against its baselines, B1-B8 of issue 3, and the SQLite store's B9
+scenarios of issue 8 (``bench/sqlite.py``), in one run on this machine.
 
 Baselines (all in ``bench/``): the ceiling, a bare Quart app on the same Hypercorn config
 (``baseline_app.py``); the seed's bad pattern, Flask under gunicorn sleeping in the handler
@@ -13,7 +14,9 @@ run's raw figures included, goes to ``bench/results/bench-<time>.json``.
 
 Every server listens on 127.0.0.1 only, on a free port, and is stopped by the PID it was
 started with, on failure too (``bench/procs.py``). ``--quick`` is a short smoke run.
-``--profile`` instead records Offload's ``POST /tasks`` under wrk load with py-spy.
+``--only B9a,B9b`` runs only those scenarios (any case); each needs only what it uses (B9 runs
+without bench/.venv). ``--profile`` instead records Offload's ``POST /tasks`` under wrk load
+with py-spy.
 """
 
 from __future__ import annotations
@@ -22,10 +25,8 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -33,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -41,7 +42,21 @@ from typing import Any
 
 import httpx
 
-from bench import procs
+from bench import procs, sqlite
+from bench.common import (
+    Outcome,
+    Row,
+    check_post,
+    e2e,
+    order,
+    percentile,
+    product_python,
+    run_json,
+    run_wrk,
+    say,
+    submit_batches,
+    wait_idle,
+)
 from bench.procs import BENCH_BIN, CEILING_APP, OFFLOAD_APP, REPO, Proc
 
 RESULTS = REPO / "bench" / "results"
@@ -75,96 +90,17 @@ class Sizes:
     b8_every: int = 100_000
     b8_rounds: int = 1
     b8_max_records: int = 10_000
+    b9_rss_tasks: int = 100_000
+    b9_wake_tasks: int = 200
+    b9_wake_hold: float = 0.15
 
 
 FULL = Sizes()
 QUICK = Sizes(rounds=1, b1_seconds=3, b1_warmup=1, b2_tasks=1000, b3_offload_tasks=5000,
               b3_celery_tasks=1000, b4_tasks=10_000, b5_tasks=100, b6_seconds=3,
               b6_flask_hold=1.0, b7_tasks=10_000, b8_tasks=100_000, b8_every=10_000,
-              b8_max_records=1000)
+              b8_max_records=1000, b9_rss_tasks=10_000, b9_wake_tasks=50)
 
-
-# -- results ------------------------------------------------------------------------------
-
-@dataclass
-class Row:
-    label: str
-    values: list[float]
-    unit: str
-    digits: int = 0
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values) if self.values else math.nan
-
-    def text(self) -> str:
-        if not self.values:
-            return "-"
-        d = self.digits
-        return (f"{self.median:,.{d}f} ({min(self.values):,.{d}f}-{max(self.values):,.{d}f}) "
-                f"{self.unit}")
-
-
-@dataclass
-class Outcome:
-    key: str
-    title: str
-    rows: list[Row] = field(default_factory=list)
-    ratios: list[tuple[str, float]] = field(default_factory=list)
-    bar: str = ""
-    met: bool | None = None
-    notes: list[str] = field(default_factory=list)
-    runs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    elapsed_s: float = 0.0
-
-    def row(self, label: str) -> Row:
-        return next(r for r in self.rows if r.label == label)
-
-    def ratio(self, top: str, bottom: str) -> float:
-        a, b = self.row(top).median, self.row(bottom).median
-        return a / b if b else math.inf
-
-    def render(self) -> str:
-        took = f"  [{self.elapsed_s:.0f} s]" if self.elapsed_s else ""
-        lines = [f"{self.key}  {self.title}{took}"]
-        lines += [f"    {r.label:44} {r.text()}" for r in self.rows]
-        lines += [f"    {label:44} {value:,.2f}" for label, value in self.ratios]
-        verdict = {True: "MET", False: "NOT MET", None: "not measured"}[self.met]
-        lines.append(f"    bar: {self.bar}  ->  {verdict}")
-        lines += [f"    note: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-
-def order(index: int, names: list[str]) -> list[str]:
-    """Round ``index``'s order: rotated each round, so no system always goes first."""
-    shift = index % len(names)
-    return names[shift:] + names[:shift]
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
-
-
-def run_json(command: list[str], timeout: float, **env: str) -> dict[str, Any]:
-    """Run a bench helper in its own process; its stdout is one JSON object."""
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                         env=procs.clean_env(PYTHONPATH=str(REPO), **env))
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(command[1:4])} failed ({out.returncode}):\n"
-                           f"{out.stderr[-3000:]}")
-    data: dict[str, Any] = json.loads(out.stdout)
-    return data
-
-
-def product_python() -> str:
-    return str(procs.product_bin() / "python")
 
 
 def bench_python() -> str:
@@ -197,11 +133,21 @@ def celery_stack(logs: Path, flask: bool = True) -> Iterator[tuple[Proc | None, 
 
 # -- B1: POST req/s against the ceiling ---------------------------------------------------
 
-def ensure_tools() -> None:
-    """wrk and redis-server from Debian's packages, when missing."""
-    if not (BENCH_BIN / "python").exists():
+# What each scenario needs beyond the product's venv: the baselines' venv (bench/.venv),
+# and wrk and redis-server, installed from Debian's packages when missing.
+NEEDS = {"B1": {"wrk"}, "B2": {"venv", "redis-server"}, "B3": {"venv", "redis-server"},
+         "B4": {"venv"}, "B5": {"venv", "redis-server"}, "B6": {"venv"}, "B9a": {"wrk"},
+         "profile": {"venv", "wrk"}}
+
+
+def ensure_tools(wanted: list[str]) -> None:
+    """What the ``wanted`` scenarios need: bench/.venv, and wrk and redis-server from Debian's
+    packages, installed when missing."""
+    needs = set().union(*(NEEDS.get(key, set()) for key in wanted))
+    if "venv" in needs and not (BENCH_BIN / "python").exists():
         raise SystemExit("bench/.venv is missing: run `make bench`")
-    missing = [tool for tool in ("wrk", "redis-server") if shutil.which(tool) is None]
+    missing = [tool for tool in ("wrk", "redis-server")
+               if tool in needs and shutil.which(tool) is None]
     if not missing:
         return
     packages = " ".join(missing)
@@ -216,46 +162,6 @@ def ensure_tools() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"apt-get installed {tool}, but it is not on PATH")
 
-
-def run_wrk(url: str, connections: int, seconds: float) -> dict[str, Any]:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-               "-s", str(REPO / "bench" / "post.lua"), f"{url}/tasks"]
-    out = subprocess.run(command, check=True, capture_output=True, text=True,
-                         timeout=seconds + 60).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if rps is None:
-        raise RuntimeError(f"could not read wrk's output:\n{out}")
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    socket_errors = re.search(r"Socket errors:(.*)", out)
-    latency = {}
-    for p in ("50", "99"):
-        found = re.search(rf"^\s+{p}%\s+([\d.]+(?:us|ms|s))\s*$", out, re.M)
-        if found:
-            latency[p] = _ms(found.group(1))
-    return {"requests_per_s": float(rps.group(1)),
-            "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": socket_errors.group(1).strip() if socket_errors else None,
-            "latency_ms": latency}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    assert match is not None
-    value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-
-def check_post(server: Proc, offload: bool) -> None:
-    """One POST answered as it should be (and, for Offload, the task really ran)."""
-    with httpx.Client(base_url=server.url, timeout=10) as client:
-        response = client.post("/tasks", json={"name": "add", "args": [2, 3]})
-        if response.status_code != 202:
-            raise RuntimeError(f"{server.name}: POST /tasks answered {response.status_code}: "
-                               f"{response.text[:300]}")
-        if offload:
-            task = client.get(f"/tasks/{response.json()['id']}", params={"wait": 5}).json()
-            if task["status"] != "succeeded" or task["result"] != 5:
-                raise RuntimeError(f"{server.name}: the add task did not run: {task}")
 
 
 def b1(s: Sizes, logs: Path) -> Outcome:
@@ -292,12 +198,6 @@ def b1(s: Sizes, logs: Path) -> Outcome:
 
 
 # -- B2, B3: end to end over HTTP against Flask + Celery -------------------------------------
-
-def e2e(mode: str, port: int, target: str, tasks: int, connections: int,
-        batch: int = 1000) -> dict[str, Any]:
-    return run_json([product_python(), "-m", "bench.e2e", mode, "--port", str(port),
-                     "--target", target, "--n", str(tasks), "--conns", str(connections),
-                     "--batch", str(batch)], timeout=600)
 
 
 def b2(s: Sizes, logs: Path) -> Outcome:
@@ -582,22 +482,6 @@ def b6(s: Sizes, logs: Path) -> Outcome:
 
 # -- B7, B8: memory ---------------------------------------------------------------------------
 
-def _submit_batches(client: httpx.Client, body: dict[str, Any], count: int,
-                    size: int = 1000) -> None:
-    for first in range(0, count, size):
-        tasks = [body] * min(size, count - first)
-        response = client.post("/tasks/batch", json={"tasks": tasks})
-        if response.status_code != 202:
-            raise RuntimeError(f"POST /tasks/batch answered {response.status_code}: "
-                               f"{response.text[:300]}")
-
-
-def _wait_idle(client: httpx.Client, proc: Proc) -> None:
-    def idle() -> bool:
-        stats = client.get("/stats").json()
-        return bool(stats["queue_depth"] == 0 and stats["running"] == 0)
-    procs.wait_until(idle, "an idle service", 60, proc, step=0.1)
-
 
 def b7_run(s: Sizes, logs: Path, variant: str) -> dict[str, Any]:
     n = s.b7_tasks
@@ -607,12 +491,12 @@ def b7_run(s: Sizes, logs: Path, variant: str) -> dict[str, Any]:
     with (offload_server(logs, f"B7-{variant}", **env) as proc,
           httpx.Client(base_url=proc.url, timeout=60) as client):
         pid = procs.worker_pid(proc)
-        _submit_batches(client, {"name": "add", "args": [1, 2]}, 2000)  # warm-up
-        _wait_idle(client, proc)
+        submit_batches(client, {"name": "add", "args": [1, 2]}, 2000)  # warm-up
+        wait_idle(client, proc)
         time.sleep(0.5)
         before = procs.rss_kib(pid)
         started = time.perf_counter()
-        _submit_batches(client, {"name": "sleep", "args": [3600]}, n)
+        submit_batches(client, {"name": "sleep", "args": [3600]}, n)
 
         def all_there() -> bool:
             stats = client.get("/stats").json()
@@ -714,10 +598,9 @@ def machine() -> dict[str, Any]:
             return "?"
         return text.strip().splitlines()[0] if text.strip() else "?"
 
-    bench_versions = subprocess.run(
-        [bench_python(), "-c", "import importlib.metadata as m, json; print(json.dumps({p: "
-         "m.version(p) for p in ('flask', 'gunicorn', 'celery', 'redis', 'taskiq', "
-         "'py-spy')}))"], capture_output=True, text=True, timeout=60)
+    baselines = version([bench_python(), "-c", "import importlib.metadata as m, json; "
+                         "print(json.dumps({p: m.version(p) for p in ('flask', 'gunicorn', "
+                         "'celery', 'redis', 'taskiq', 'py-spy')}))"])
     model = "?"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -730,12 +613,12 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "hypercorn": metadata.version("hypercorn"), "quart": metadata.version("quart"),
         "wrk": version(["wrk", "-v"]), "redis_server": version(["redis-server", "--version"]),
-        "baselines": json.loads(bench_versions.stdout or "{}"),
+        "baselines": json.loads(baselines) if baselines.startswith("{") else {},
         "load_average_at_start": os.getloadavg(),
     }
 
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9a", "B9b", "B9rss", "B9wake")
 
 
 def summary_table(outcomes: list[Outcome], sizes: Sizes, info: dict[str, Any],
@@ -762,7 +645,8 @@ def main() -> None:
                         help="py-spy profile of POST /tasks under load, nothing else")
     args = parser.parse_args()
     procs.install_cleanup()
-    ensure_tools()
+    wanted = ["profile"] if args.profile else scenarios(args.only)
+    ensure_tools(wanted)
     if args.profile:
         from bench.profile import profile_post
         profile_post()
@@ -770,10 +654,6 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = dataclasses.replace(sizes, rounds=args.rounds)
-    wanted = [k.strip().upper() for k in args.only.split(",") if k.strip()]
-    unknown = set(wanted) - set(SCENARIOS)
-    if unknown:
-        raise SystemExit(f"unknown scenarios: {sorted(unknown)}")
     started = time.monotonic()
     info = machine()
     say(f"{info['date']}  {info['cpus']} CPUs  Python {info['python']}  Hypercorn "
@@ -783,35 +663,46 @@ def main() -> None:
     failures: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="offload-bench-") as tmp:
         logs = Path(tmp)
-        runners: dict[str, Callable[[], Outcome]] = {
-            "B1": lambda: b1(sizes, logs), "B2": lambda: b2(sizes, logs),
-            "B3": lambda: b3(sizes, logs, _celery_single(outcomes)),
-            "B4": lambda: b4(sizes, logs), "B5": lambda: b5(sizes, logs),
-            "B6": lambda: b6(sizes, logs), "B7": lambda: b7(sizes, logs),
-            "B8": lambda: b8(sizes, logs),
-        }
+        runners = _runners(sizes, logs, outcomes)
         for key in wanted:
-            say(f"\n{key} ...")
-            began = time.monotonic()
-            try:
-                outcome = runners[key]()
-            except Exception as exc:  # report it, go on with the others
-                failures[key] = f"{type(exc).__name__}: {exc}"
-                say(f"  {key} FAILED: {failures[key][:3000]}")
-                _keep_logs(logs, key)
-                continue
-            outcome.elapsed_s = time.monotonic() - began
-            outcomes.append(outcome)
-            say(outcome.render())
+            outcome = _run_one(key, runners[key], logs, failures)
+            if outcome is not None:
+                outcomes.append(outcome)
     elapsed = time.monotonic() - started
     say("\n" + summary_table(outcomes, sizes, info, elapsed))
     if failures:
         say("FAILED: " + ", ".join(f"{k} ({v[:200]})" for k, v in failures.items()))
+    path = _save(outcomes, failures, sizes, info, elapsed, args.quick)
+    say(f"\nwritten: {path.relative_to(REPO)}  ({elapsed:.0f} s)")
+    if failures:
+        sys.exit(1)
+
+
+def _run_one(key: str, runner: Callable[[], Outcome], logs: Path,
+             failures: dict[str, str]) -> Outcome | None:
+    """One scenario, rendered; a failure is recorded in ``failures`` (the others go on)."""
+    say(f"\n{key} ...")
+    began = time.monotonic()
+    try:
+        outcome = runner()
+    except Exception as exc:  # report it, go on with the others
+        failures[key] = f"{type(exc).__name__}: {exc}"
+        say(f"  {key} FAILED: {failures[key][:3000]}")
+        _keep_logs(logs, key)
+        return None
+    outcome.elapsed_s = time.monotonic() - began
+    say(outcome.render())
+    return outcome
+
+
+def _save(outcomes: list[Outcome], failures: dict[str, str], sizes: Sizes,
+          info: dict[str, Any], elapsed: float, quick: bool) -> Path:
+    """Everything, each run's raw figures included, to bench/results/bench-<time>.json."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+    path = RESULTS / f"bench-{stamp}{'-quick' if quick else ''}.json"
     path.write_text(json.dumps({
-        "machine": info, "sizes": dataclasses.asdict(sizes), "quick": args.quick,
+        "machine": info, "sizes": dataclasses.asdict(sizes), "quick": quick,
         "elapsed_s": round(elapsed, 1), "failures": failures,
         "bars": {o.key: {"bar": o.bar, "met": o.met} for o in outcomes},
         "scenarios": {o.key: {**dataclasses.asdict(o),
@@ -819,15 +710,40 @@ def main() -> None:
                                        for r in o.rows]} for o in outcomes},
         "table": summary_table(outcomes, sizes, info, elapsed),
     }, indent=1, default=str))
-    say(f"\nwritten: {path.relative_to(REPO)}  ({elapsed:.0f} s)")
-    if failures:
-        sys.exit(1)
+    return path
 
 
-def _celery_single(outcomes: list[Outcome]) -> Row | None:
+def scenarios(only: str) -> list[str]:
+    """``--only``'s comma-separated keys, in any case, spelled as in SCENARIOS."""
+    known = {key.upper(): key for key in SCENARIOS}
+    wanted = [k.strip().upper() for k in only.split(",") if k.strip()]
+    unknown = [k for k in wanted if k not in known]
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {unknown} (known: {', '.join(SCENARIOS)})")
+    return [known[k] for k in wanted]
+
+
+def _runners(sizes: Sizes, logs: Path,
+             outcomes: list[Outcome]) -> dict[str, Callable[[], Outcome]]:
+    return {
+        "B1": lambda: b1(sizes, logs), "B2": lambda: b2(sizes, logs),
+        "B3": lambda: b3(sizes, logs, _earlier(outcomes, "B2",
+                                               "Flask + gunicorn + Celery + redis")),
+        "B4": lambda: b4(sizes, logs), "B5": lambda: b5(sizes, logs),
+        "B6": lambda: b6(sizes, logs), "B7": lambda: b7(sizes, logs),
+        "B8": lambda: b8(sizes, logs),
+        "B9a": lambda: sqlite.b9a(sizes, logs), "B9b": lambda: sqlite.b9b(sizes, logs),
+        "B9rss": lambda: sqlite.b9rss(sizes, logs, _earlier(
+            outcomes, "B7", "queued (default concurrency 100)")),
+        "B9wake": lambda: sqlite.b9wake(sizes, logs),
+    }
+
+
+def _earlier(outcomes: list[Outcome], key: str, label: str) -> Row | None:
+    """A row of a scenario run earlier in this run, if it was."""
     for outcome in outcomes:
-        if outcome.key == "B2":
-            return outcome.row("Flask + gunicorn + Celery + redis")
+        if outcome.key == key:
+            return outcome.row(label)
     return None
 
 
