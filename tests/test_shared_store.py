@@ -15,8 +15,8 @@ from service import TaskService
 from service.errors import QueueFull
 from service.models import Status, Submission
 from service.stores import SQLiteStore
-from tests.conftest import TEST_MODULES, settings
 from tests import sample_tasks
+from tests.conftest import TEST_MODULES, settings
 from tests.sample_tasks import gate
 
 Pair = tuple[TaskService, TaskService]
@@ -126,7 +126,7 @@ async def test_the_queue_bound_holds_across_services(make_pair: Any) -> None:
 
 async def test_a_type_limit_holds_across_services(make_pair: Any) -> None:
     a, b = await make_pair()
-    first, _ = await a.submit(Submission("one_at_a_time", ["x"]))
+    await a.submit(Submission("one_at_a_time", ["x"]))
     await gate("x").wait_started()
     second, _ = await b.submit(Submission("one_at_a_time", ["y"]))
     for service in (b, a):  # each runner claims what it may, now: not the second

@@ -34,6 +34,7 @@ from .process_pool import ProcessExecutor
 log = logging.getLogger("offload.runner")
 STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
 BLOCKED_POLL = 0.05  # seconds between claims while due work waits behind a type's limit
+SHARED_STORE_POLL = 1.0  # seconds between claims on a shared store with nothing new heard
 STORE_RETRY = 0.25  # seconds before claiming again after the store failed
 
 
@@ -110,7 +111,9 @@ class Runner:
                 await wait_until_set(self._wakeup, STORE_RETRY)
 
     async def _sleep(self, blocked: bool) -> None:
-        timeout: float | None = self._settings.poll_interval if self._store.shared else None
+        # New work from other processes comes through the store's change feed; the poll
+        # is a safety net (a feed read that failed), so it can be slow.
+        timeout: float | None = SHARED_STORE_POLL if self._store.shared else None
         # room or not: a record whose delay has passed is queued then (see _fill)
         self._due = due = await self._store.next_due()
         if due is not None:

@@ -1,8 +1,8 @@
 """Tasks for the end-to-end tests, loaded by the real server through OFFLOAD_TASK_MODULES.
 
 When ``E2E_JOURNAL`` names a file, the server appends one JSON line to it for every status
-change its store commits (id, name, status, error): the memory store dies with the server process, so
-a test that stops the server reads the journal to see how each task ended.
+change its store commits (id, name, status, error): the memory store dies with the server
+process, so a test that stops the server reads the journal to see how each task ended.
 """
 
 from __future__ import annotations
