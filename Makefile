@@ -26,8 +26,8 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
-# Issue 3's benchmarks: Offload against bare Quart, Flask (sync), Flask + Celery + redis and
-# taskiq, scenarios B1-B8 (bench/run.py). Installs wrk and redis-server from Debian's packages
+# The benchmarks: Offload against bare Quart, Flask (sync), Flask + Celery + redis and
+# taskiq, scenarios B1-B9 (bench/run.py, bench/sqlite.py). Installs wrk and redis-server from Debian's packages
 # when missing, and the baselines into bench/.venv (the product's venv stays as it is).
 # `make bench QUICK=1`: a short smoke run. `make bench PROFILE=1`: py-spy on POST /tasks.
 BENCH_VENV := bench/.venv
