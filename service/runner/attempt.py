@@ -37,13 +37,15 @@ class Attempt:
         self._settings = settings
         self._on_progress = on_progress
 
-    def prepare(self, record: TaskRecord, registry: Registry) -> Job | None:
-        """The job for a claimed record; None if this process cannot run it."""
+    def prepare(self, record: TaskRecord, registry: Registry) -> Job | Outcome:
+        """The job for a claimed record, or, if this process cannot run it (its type or
+        its arguments are gone), the failure to settle it with."""
         try:
             task_type = registry.get(record.name)
             call = task_type.bind(record.args, record.kwargs)
-        except InvalidSubmission:
-            return None
+        except InvalidSubmission as exc:
+            return Outcome(Status.FAILED, time.time(),
+                           error=TaskError("Interrupted", f"cannot run: {exc}"))
         return Job(record, task_type, call.args, call.kwargs)
 
     async def run(self, job: Job, stop: Stopper) -> AttemptResult:
@@ -149,17 +151,6 @@ def interrupted(record: TaskRecord, idempotent: bool, durable: bool, why: str) -
     if durable and idempotent and record.attempts <= record.max_attempts:
         return Outcome(Status.QUEUED, now)
     return Outcome(Status.FAILED, now, error=TaskError("Interrupted", why))
-
-
-def unrunnable(record: TaskRecord, registry: Registry) -> Outcome:
-    """A claimed record this process cannot run: its type or its arguments are gone."""
-    try:
-        registry.get(record.name).bind(record.args, record.kwargs)
-        why = "it cannot run here"
-    except InvalidSubmission as exc:
-        why = str(exc)
-    return Outcome(Status.FAILED, time.time(),
-                   error=TaskError("Interrupted", f"cannot run: {why}"))
 
 
 BROKEN = "an internal error stopped the task"

@@ -26,7 +26,7 @@ from ..registry import Executor as ExecutorName
 from ..registry import Registry
 from ..settings import Settings
 from ..stores.base import ClaimRequest, Outcome, TaskStore
-from .attempt import BROKEN, Attempt, interrupted, unrunnable
+from .attempt import BROKEN, Attempt, interrupted
 from .executors import AsyncExecutor, Executor, ThreadExecutor
 from .job import Job, StopReason
 from .process_pool import ProcessExecutor
@@ -157,8 +157,8 @@ class Runner:
         cancelled = key in self._cancelled_early
         self._cancelled_early.discard(key)
         job = self._attempt.prepare(record, self._registry)
-        if job is None:  # unknown type or arguments it no longer takes: failed at once
-            self._spawn(self._settle_unrunnable(record))
+        if isinstance(job, Outcome):  # unknown type or arguments it no longer takes
+            self._spawn(self._store.settle(record, self.worker, job))
             return
         if cancelled:  # it starts stopped: its code never runs
             job.stop_reason = "cancel"
@@ -217,9 +217,6 @@ class Runner:
         with contextlib.suppress(Exception):
             await self._store.settle(job.record, self.worker, Outcome(
                 Status.FAILED, time.time(), error=TaskError("Interrupted", BROKEN)))
-
-    async def _settle_unrunnable(self, record: TaskRecord) -> None:
-        await self._store.settle(record, self.worker, unrunnable(record, self._registry))
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
         if job.settled or job.stop_reason is not None:
