@@ -124,7 +124,7 @@ class Runner:
     async def _fill(self) -> bool:
         """Claim and start work while there is room; True if startable work was left."""
         while not self._draining:
-            excluded, limit = self._room()
+            excluded, pools, limit = self._room()
             if limit <= 0:
                 if self._due is not None and self._due <= time.time():
                     self._due = None  # a claim of none still makes what came due queued
@@ -133,24 +133,28 @@ class Runner:
                 return False
             records = await self._store.claim(ClaimRequest(
                 self.worker, time.time(), self._settings.lease, limit,
-                self._registry.concurrency_limits(), excluded))
+                self._registry.concurrency_limits(), excluded, pools))
             for record in records:
                 self._start(record)
             if len(records) < limit:
-                return bool(excluded) or self._registry.concurrency_limits() != {}
+                capped = any(free < limit for _, free in pools)
+                return bool(excluded) or capped or self._registry.concurrency_limits() != {}
         return False
 
-    def _room(self) -> tuple[frozenset[str], int]:
-        """The names that cannot start here now, and how many records may be claimed."""
+    def _room(self) -> tuple[frozenset[str], list[tuple[tuple[str, ...], int]], int]:
+        """The names that cannot start here now, the free slots each executor shares among
+        its names, and how many records may be claimed in all."""
         free = self._settings.max_concurrency - len(self._jobs)
         excluded: list[str] = []
+        pools: list[tuple[tuple[str, ...], int]] = []
         for name, executor in self._executors.items():
+            names = self._registry.names_run_by(name)
             room = executor.capacity - self._busy[name]
             if room <= 0:
-                excluded.extend(self._registry.names_run_by(name))
-            elif self._registry.names_run_by(name):
-                free = min(free, room)
-        return frozenset(excluded), free
+                excluded.extend(names)
+            elif names and room < free:
+                pools.append((names, room))
+        return frozenset(excluded), pools, free
 
     def _start(self, record: TaskRecord) -> None:
         key = (record.id, record.attempts)

@@ -23,7 +23,7 @@ from ..models import JSON, Progress, Status, TaskError, TaskRecord
 ChangeKind = Literal["status", "progress"]
 ChangeListener = Callable[[ChangeKind, TaskRecord], None]
 __all__ = ["ChangeKind", "ChangeListener", "ClaimRequest", "ListQuery", "Outcome",
-           "QueueBoundReached", "StoreUnavailable", "TaskStore"]
+           "PoolRoom", "QueueBoundReached", "StoreUnavailable", "TaskStore"]
 
 
 class QueueBoundReached(Exception):
@@ -48,7 +48,9 @@ class ClaimRequest:
 
     ``limit``: at most this many records. ``limits``: per task name, the most that may run at
     once in the whole deployment (every process of a shared store counted). ``excluded``:
-    names this runner cannot start now (their executor is full here).
+    names this runner cannot start now (their executor is full here). ``pools``: names
+    that share this runner's free slots (those of one executor) and how many of them this
+    claim may take in all.
     """
 
     worker: str
@@ -57,6 +59,26 @@ class ClaimRequest:
     limit: int = 1
     limits: Mapping[str, int] = field(default_factory=dict)
     excluded: Collection[str] = frozenset()
+    pools: Sequence[tuple[Collection[str], int]] = ()
+
+
+class PoolRoom:
+    """What is left of a claim's ``pools`` while it picks records (for the stores)."""
+
+    __slots__ = ("_left", "_pool_of")
+
+    def __init__(self, pools: Sequence[tuple[Collection[str], int]]) -> None:
+        self._pool_of = {name: i for i, (names, _) in enumerate(pools) for name in names}
+        self._left = [free for _, free in pools]
+
+    def allows(self, name: str) -> bool:
+        pool = self._pool_of.get(name)
+        return pool is None or self._left[pool] > 0
+
+    def take(self, name: str) -> None:
+        pool = self._pool_of.get(name)
+        if pool is not None:
+            self._left[pool] -= 1
 
 
 @dataclass(slots=True)
@@ -155,8 +177,9 @@ class TaskStore(ABC):
     async def claim(self, request: ClaimRequest) -> list[TaskRecord]:
         """Move up to ``request.limit`` startable records to running, best first, each
         with ``attempts`` + 1, ``started_at`` now, no progress, and a lease held by
-        ``request.worker`` until ``now + lease``. Skips names in ``excluded`` and names at
-        their ``limits``. Records with ``cancel_requested`` are never started."""
+        ``request.worker`` until ``now + lease``. Skips names in ``excluded``, names at
+        their ``limits`` and names whose pool is used up. Records with
+        ``cancel_requested`` are never started."""
 
     @abstractmethod
     async def next_due(self) -> float | None:

@@ -12,7 +12,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Collection, Iterator, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
-from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
+from .base import ClaimRequest, ListQuery, Outcome, PoolRoom, QueueBoundReached, TaskStore
 from .memory_queue import StartQueue
 
 _COMPACT_SLACK = 1024
@@ -198,17 +198,18 @@ class MemoryStore(TaskStore):
     # -- the runner -----------------------------------------------------------------------
 
     async def claim(self, request: ClaimRequest) -> list[TaskRecord]:
-        for record in self._queue.due(request.now):
-            record.move(Status.QUEUED)
-            self._track(record)
-            self._queue.push(record)
-            self._changed("status", record)
+        for due in self._queue.due(request.now):
+            due.move(Status.QUEUED)
+            self._track(due)
+            self._queue.push(due)
+            self._changed("status", due)
         claimed: list[TaskRecord] = []
+        pools = PoolRoom(request.pools)
         while len(claimed) < request.limit:
-            best = self._queue.pop_best(request.limits, request.excluded)
-            if best is None:
+            record = self._queue.pop_best(request.limits, request.excluded, pools)
+            if record is None:
                 break
-            record = best
+            pools.take(record.name)
             record.move(Status.RUNNING)
             record.attempts += 1
             record.started_at = request.now

@@ -8,6 +8,7 @@ from collections import Counter, deque
 from collections.abc import Collection, Mapping
 
 from ..models import Status, TaskRecord
+from .base import PoolRoom
 
 REBUILD_SLACK = 64
 
@@ -109,13 +110,13 @@ class StartQueue:
                 taken.append(entry[2])
         return taken
 
-    def pop_best(self, limits: Mapping[str, int], excluded: Collection[str]
-                 ) -> TaskRecord | None:
+    def pop_best(self, limits: Mapping[str, int], excluded: Collection[str],
+                 pools: PoolRoom) -> TaskRecord | None:
         """The best queued record whose name may start, taken out; None if there is none."""
         best: _Lane | None = None
         best_key = (0, 0)
         for name, lane in self._lanes.items():
-            if name in excluded:
+            if name in excluded or not pools.allows(name):
                 continue
             limit = limits.get(name)
             if limit is not None and self.running_by_name[name] >= limit:

@@ -190,8 +190,9 @@ class SQLiteStore(TaskStore):
     # -- the runner -----------------------------------------------------------------------
 
     async def claim(self, request: ClaimRequest) -> list[TaskRecord]:
-        request = dataclasses.replace(request, limits=dict(request.limits),
-                                      excluded=frozenset(request.excluded))
+        request = dataclasses.replace(  # copies: the thread reads them later
+            request, limits=dict(request.limits), excluded=frozenset(request.excluded),
+            pools=tuple((frozenset(names), free) for names, free in request.pools))
 
         def run(tx: Tx) -> list[TaskRecord]:
             records = ops.claim(tx, request)

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Status, TaskRecord
-from .base import ClaimRequest, Outcome, QueueBoundReached
+from .base import ClaimRequest, Outcome, PoolRoom, QueueBoundReached
 from .sqlite_schema import INSERT, SELECT, TERMINAL_SQL, decode, encode, encode_error, encode_result
 from .sqlite_writer import Tx
 
@@ -113,10 +113,11 @@ class _Room:
         self._conn = conn
         self._limits = request.limits
         self._excluded = request.excluded
+        self._pools = PoolRoom(request.pools)
         self._left: dict[str, int] = {}
 
     def allows(self, name: str) -> bool:
-        if name in self._excluded:
+        if name in self._excluded or not self._pools.allows(name):
             return False
         limit = self._limits.get(name)
         if limit is None:
@@ -130,6 +131,7 @@ class _Room:
         return left > 0
 
     def take(self, name: str) -> None:
+        self._pools.take(name)
         if name in self._left:
             self._left[name] -= 1
 

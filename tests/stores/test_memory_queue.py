@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 
 from service.models import Status, TaskRecord
+from service.stores.base import PoolRoom
 from service.stores.memory_queue import REBUILD_SLACK, StartQueue
 
 _seq = itertools.count(1)
@@ -27,7 +28,7 @@ def queued(*records: TaskRecord) -> StartQueue:
 def take(queue: StartQueue, limits: dict[str, int] | None = None,
          excluded: frozenset[str] = frozenset()) -> TaskRecord | None:
     """What a claim does with one record: pop the best, mark it running and count it."""
-    best = queue.pop_best(limits or {}, excluded)
+    best = queue.pop_best(limits or {}, excluded, PoolRoom(()))
     if best is not None:
         best.move(Status.RUNNING)
         queue.running_by_name[best.name] += 1
@@ -71,7 +72,7 @@ def test_priority_first_then_fifo() -> None:
     queue = queued(*(record(label, priority) for label, priority in [
         ("a", 0), ("b", 5), ("c", 0), ("d", 5), ("e", -1), ("f", 10)]))
     assert take_all(queue) == ["f", "b", "d", "a", "c", "e"]
-    assert queue.pop_best({}, frozenset()) is None
+    assert queue.pop_best({}, frozenset(), PoolRoom(())) is None
     assert queue.running_by_name["t"] == 6
 
 
@@ -83,7 +84,7 @@ def test_priority_and_fifo_hold_across_task_names() -> None:
 
 def test_an_empty_queue_has_nothing_to_start() -> None:
     queue = StartQueue()
-    assert queue.pop_best({}, frozenset()) is None
+    assert queue.pop_best({}, frozenset(), PoolRoom(())) is None
     assert queue.next_due() is None
     assert queue.due(1e12) == []
 
@@ -217,7 +218,8 @@ def test_scheduled_records_come_due_in_time_order() -> None:
     assert queue.next_due() == 30.0
     assert queue.due(100.0) == [late]
     assert queue.next_due() is None
-    assert queue.pop_best({}, frozenset()) is None  # due() hands them out: not queued here
+    # due() hands them out: not queued here
+    assert queue.pop_best({}, frozenset(), PoolRoom(())) is None
 
 
 def test_records_due_at_the_same_time_come_in_seq_order() -> None:

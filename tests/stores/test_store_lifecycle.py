@@ -96,6 +96,22 @@ async def test_claim_finds_work_behind_many_names_that_cannot_start(store: TaskS
     assert [r.id for r in claimed] == [wanted.id]
 
 
+async def test_one_claim_takes_no_more_of_a_pool_than_its_free_slots(store: TaskStore) -> None:
+    # "p1" and "p2" share one executor with 2 free slots here; "a" is not pooled
+    records = await store.add([new("p1", priority=9), new("p2", priority=9),
+                               new("p1", priority=9), new("a"), new("a"), new("a")])
+    claimed = await claim(store, limit=5, pools=[(("p1", "p2"), 2)])
+    assert [r.id for r in claimed] == [records[i].id for i in (0, 1, 3, 4, 5)]
+    (last,) = await claim(store, limit=5, pools=[(("p1", "p2"), 1)])
+    assert last.id == records[2].id
+
+
+async def test_a_used_up_pool_leaves_the_rest_claimable(store: TaskStore) -> None:
+    await store.add([new("p", priority=9) for _ in range(60)])
+    (wanted,) = await store.add([new("a")])
+    assert [r.id for r in await claim(store, limit=3, pools=[(("p",), 0)])] == [wanted.id]
+
+
 async def test_claimed_records_are_not_claimed_again(store: TaskStore) -> None:
     added = await store.add([new() for _ in range(10)])
     first = await claim(store, limit=4, worker="w1")
