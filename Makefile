@@ -1,4 +1,5 @@
 # Two commands on a fresh machine: `make run` serves, `make test` checks everything.
+# Another Python: `make PYTHON=python3.13 VENV=.venv-3.13 test` (or PYTHON in the environment).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -6,17 +7,25 @@ WORKERS ?= 1
 # STORE=sqlite: durable, in ./offload.db (or give a URL: STORE=sqlite:////var/lib/offload.db)
 STORE ?=
 STORE_URL := $(if $(filter sqlite,$(STORE)),sqlite:///offload.db,$(STORE))
-STAMP := $(VENV)/.installed
+# `make run` installs what serving needs; `make test` adds the dev tools to the same venv.
+RUN_STAMP := $(VENV)/.installed-run
+STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint bench soak clean
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-run: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $(RUN_STAMP)
+
+run: $(RUN_STAMP)
 	$(if $(STORE_URL),OFFLOAD_STORE=$(STORE_URL)) $(BIN)/python -m service --workers $(WORKERS)
 
 lint: $(STAMP)
