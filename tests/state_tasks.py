@@ -37,13 +37,16 @@ class Latch:
         self._verdicts: queue.SimpleQueue[Verdict] = queue.SimpleQueue()
         self._posted = asyncio.Event()  # bound to the loop of the first async waiter
         self._lock = threading.Lock()
+        self._given = threading.Condition(self._lock)
         self._waiting: set[int] = set()
         self.started = threading.Event()  # some attempt has begun to wait
         self.contexts: dict[int, TaskContext] = {}  # each attempt's view of its task
 
     def give(self, verdict: Verdict) -> None:
         """Hand the next attempt its verdict (call from the event loop's thread)."""
-        self._verdicts.put(verdict)
+        with self._given:
+            self._verdicts.put(verdict)
+            self._given.notify_all()
         self._posted.set()
 
     def waiting(self, attempt: int) -> bool:
@@ -69,11 +72,14 @@ class Latch:
         self._mark(attempt, True)
         try:
             while not abandoned.is_set():
-                try:
-                    return self._verdicts.get(timeout=POLL)
-                except queue.Empty:
-                    if cancel_requested():
-                        return None
+                with self._given:  # taken and no longer waiting at once, as waiting() sees it
+                    if self._verdicts.empty():
+                        self._given.wait(POLL)
+                    if not self._verdicts.empty():
+                        self._waiting.discard(attempt)
+                        return self._verdicts.get_nowait()
+                if cancel_requested():
+                    return None
             return None
         finally:
             self._mark(attempt, False)
