@@ -88,6 +88,8 @@ def test_the_lock_dies_with_its_process(tmp_path: Path) -> None:
         lock.close()
 
 
+# forking is what this test is about; the child only closes a file and exits
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_lets_go_of_it(locks: tuple[WriterLock, WriterLock]) -> None:
     first, second = locks
     assert first.acquire(0)
