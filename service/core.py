@@ -43,7 +43,7 @@ from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_t
 from .handles import task as declare_task
 from .logs import task_event
 from .metrics import Metrics
-from .models import JSON, Status, Submission, TaskError, TaskRecord, looks_like_task_id
+from .models import JSON, TERMINAL, Status, Submission, TaskError, TaskRecord, looks_like_task_id
 from .registry import Registry
 from .runner.runner import Runner
 from .settings import Settings
@@ -53,6 +53,7 @@ from .watchdog import LoopWatchdog
 
 log = logging.getLogger("offload")
 PRIORITY_LIMIT = 2**31
+MIN_SWEEP_AFTER = 100  # finished records that start a sweep early, at the least
 
 
 class TaskService:
@@ -74,6 +75,11 @@ class TaskService:
         self.watchdog: LoopWatchdog | None = None
         self._started_at: float | None = None
         self._stopping = False
+        # a sweep also runs once this many records have finished since the last one, so
+        # that a busy service holds about max_records, not what a sweep interval brings
+        self._sweep_after = max(MIN_SWEEP_AFTER, self.settings.max_records // 10)
+        self._finished_since_sweep = 0
+        self._sweep_now = asyncio.Event()
 
     # -- registering ----------------------------------------------------------------------
 
@@ -154,10 +160,16 @@ class TaskService:
         """Every change the store reports, made here or (through the feed) elsewhere."""
         self.hub.publish(kind, record)
         self.runner.notice(record)
+        if kind == "status" and record.status in TERMINAL:
+            self._finished_since_sweep += 1
+            if self._finished_since_sweep >= self._sweep_after:
+                self._sweep_now.set()
 
     async def _sweep(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.sweep_interval)
+            await wait_until_set(self._sweep_now, self.settings.sweep_interval)
+            self._sweep_now.clear()
+            self._finished_since_sweep = 0
             try:
                 await self.evict()
             except Exception:

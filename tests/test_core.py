@@ -452,6 +452,19 @@ async def test_max_records_keeps_the_newest(make_service: Factory) -> None:
     assert kept == [r.id for r in reversed(records[-3:])]
 
 
+async def test_a_busy_service_sweeps_before_its_interval(make_service: Factory) -> None:
+    # no timed sweep within the test: only the count of finished records can start one
+    service = make_service(max_records=10, sweep_interval=3600, max_concurrency=1)
+    await service.start()
+    for _ in range(3):  # 100 finished records (the least that starts a sweep) a round
+        records = await service.submit_many([Submission("add", [1, 2])] * 100)
+        await service.wait(records[-1].id, 5)  # one slot: the others ended before it
+        async with asyncio.timeout(5):  # the sweep it started runs on the same loop
+            while (finished := (await service.stats())["counts"]["succeeded"]) > 10:
+                await asyncio.sleep(0)
+        assert finished == 10
+
+
 async def test_unfinished_tasks_are_never_evicted(make_service: Factory) -> None:
     service = make_service(max_records=1, result_ttl=0)
     await service.start()
