@@ -215,6 +215,8 @@ class TaskService:
         if len(submissions) > self.settings.max_batch:
             raise InvalidSubmission([FieldError(
                 "tasks", f"at most {self.settings.max_batch} tasks in one batch")])
+        if len(submissions) > 1:  # a full queue refuses a batch before the work of checking it
+            await self._refuse_when_full(len(submissions))
         records = []
         for index, submission in enumerate(submissions):
             try:
@@ -243,6 +245,14 @@ class TaskService:
             record.status = Status.SCHEDULED
             record.scheduled_at = now + submission.delay
         return record
+
+    async def _refuse_when_full(self, adding: int) -> None:
+        """Raise :class:`QueueFull` if ``adding`` more would take the queue past its bound
+        now (the store's own check, when it adds, is still the one that counts)."""
+        counts = await self.store.count_by_status()
+        if counts[Status.QUEUED] + counts[Status.SCHEDULED] + adding > self.settings.max_queue:
+            self.metrics.rejected.labels("queue_full").inc()
+            raise QueueFull(self.settings.max_queue, self.settings.poll_after)
 
     async def _admit(self, records: list[TaskRecord]) -> list[TaskRecord]:
         if not self.started:

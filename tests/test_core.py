@@ -620,6 +620,18 @@ async def test_stop_before_start_and_twice_is_harmless(make_service: Factory) ->
     assert not service.started
 
 
+async def test_a_full_queue_refuses_a_batch_before_checking_its_tasks(
+        make_service: Factory) -> None:
+    service = make_service(max_queue=3)
+    await service.start()
+    await service.submit_many([Submission("add", [1, 2], delay=60)] * 2)
+    with pytest.raises(InvalidSubmission):  # room for one more: a bad task is refused as such
+        await service.submit_many([Submission("add", [1])])
+    with pytest.raises(QueueFull):  # no room for two: refused as a whole, unread
+        await service.submit_many([Submission("add", [1, 2]), Submission("nope")])
+    assert (await service.stats())["queue_depth"] == 2
+
+
 async def test_metrics_count_what_happened(make_service: Factory) -> None:
     service = make_service(max_queue=2)
     await service.start()
