@@ -23,6 +23,9 @@ class TaskNotFound(OffloadError, LookupError):
     """No task with that id (or not one the caller may see)."""
 
 
+SHOWN_ERRORS = 5  # field errors spelled out in an InvalidSubmission's message
+
+
 class InvalidSubmission(OffloadError):
     """Arguments or options do not fit the task type; ``errors`` names each field."""
 
@@ -30,10 +33,17 @@ class InvalidSubmission(OffloadError):
         super().__init__(message)
         self.errors = errors
 
+    def __str__(self) -> str:
+        message = super().__str__()
+        shown = [f"{e.field}: {e.message}" for e in self.errors if e.message != message]
+        if len(shown) > SHOWN_ERRORS:
+            shown[SHOWN_ERRORS:] = [f"and {len(shown) - SHOWN_ERRORS} more"]
+        return f"{message} ({'; '.join(shown)})" if shown else message
+
     def prefixed(self, prefix: str) -> InvalidSubmission:
         """The same errors with field names under ``prefix`` (e.g. ``tasks.3``)."""
         fields = [FieldError(f"{prefix}.{e.field}", e.message) for e in self.errors]
-        return InvalidSubmission(fields, str(self))
+        return InvalidSubmission(fields, self.args[0])
 
 
 class UnknownTaskType(InvalidSubmission):

@@ -278,8 +278,9 @@ def _origins(shape: _Shape, args: list[JSON], kwargs: dict[str, JSON]) -> dict[s
     """Where each parameter's value came from (``args.0``, ``kwargs.b``), to name the
     submitted field in a validation error. Made only when there is an error."""
     origin: dict[str, str] = {}
+    by_position_only = bool(args) and not kwargs  # a missing one is named the same way
     for index, name in enumerate(shape.positional):
-        if index < len(args) or name in shape.positional_only:  # never kwargs.<name>
+        if index < len(args) or name in shape.positional_only or by_position_only:
             origin[name] = f"args.{index}"
     if shape.var_args is not None and len(args) > len(shape.positional):
         origin[shape.var_args] = "args"

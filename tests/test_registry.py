@@ -100,9 +100,12 @@ def test_positional_only_cannot_be_given_by_keyword() -> None:
         "args.0": "Field required", "kwargs.x": "unexpected keyword argument"}
 
 
-def test_missing_argument_is_named() -> None:
-    assert errors_of(ADD, [1]) == {"kwargs.b": "Field required"}
-    assert set(errors_of(ADD, [])) == {"kwargs.a", "kwargs.b"}
+def test_missing_argument_is_named_the_way_the_caller_passed_the_others() -> None:
+    assert errors_of(ADD, [1]) == {"args.1": "Field required"}  # all by position
+    assert errors_of(ADD, [], {"a": 1}) == {"kwargs.b": "Field required"}  # by keyword
+    assert errors_of(ADD, [1], {"c": 2}) == {  # mixed: a keyword names it
+        "kwargs.b": "Field required", "kwargs.c": "unexpected keyword argument"}
+    assert set(errors_of(ADD, [])) == {"kwargs.a", "kwargs.b"}  # nothing: by name
 
 
 def test_extra_positional_arguments_are_named_by_index() -> None:
