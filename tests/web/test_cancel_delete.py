@@ -44,7 +44,8 @@ async def test_cancel_a_scheduled_task(client: Client) -> None:
     response = await client.post(f"/tasks/{scheduled['id']}/cancel")
 
     assert response.status_code == 202
-    assert (await response.get_json())["status"] == "cancelled"
+    body = await response.get_json()
+    assert (body["status"], body["cancel_requested"]) == ("cancelled", True)
     assert (await get_task(client, scheduled["id"]))["status"] == "cancelled"
 
 
