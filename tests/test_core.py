@@ -550,7 +550,7 @@ async def test_start_takes_back_work_left_by_an_earlier_run() -> None:
         assert again.status is Status.SUCCEEDED
         assert again.attempts == 2
         for record in (cut_off, unknown, bad_args):
-            done = await service.get(record.id)
+            done = await service.wait(record.id, 5)
             assert done.status is Status.FAILED
             assert done.error is not None
             assert done.error.type == "Interrupted"
