@@ -452,17 +452,35 @@ async def test_max_records_keeps_the_newest(make_service: Factory) -> None:
     assert kept == [r.id for r in reversed(records[-3:])]
 
 
-async def test_a_busy_service_sweeps_before_its_interval(make_service: Factory) -> None:
+class SweepSignalStore(MemoryStore):
+    """Tells each eviction pass to whoever waits on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evicted: asyncio.Queue[int] = asyncio.Queue()
+
+    async def evict(self, finished_before: float, keep_at_most: int) -> int:
+        count = await super().evict(finished_before, keep_at_most)
+        self.evicted.put_nowait(count)
+        return count
+
+
+async def test_a_busy_service_sweeps_before_its_interval() -> None:
     # no timed sweep within the test: only the count of finished records can start one
-    service = make_service(max_records=10, sweep_interval=3600, max_concurrency=1)
+    store = SweepSignalStore()
+    service = TaskService(settings(max_records=10, sweep_interval=3600, max_concurrency=1),
+                          store)
+    service.register_module("service.demo")
     await service.start()
-    for _ in range(3):  # 100 finished records (the least that starts a sweep) a round
-        records = await service.submit_many([Submission("add", [1, 2])] * 100)
-        await service.wait(records[-1].id, 5)  # one slot: the others ended before it
-        async with asyncio.timeout(5):  # the sweep it started runs on the same loop
-            while (finished := (await service.stats())["counts"]["succeeded"]) > 10:
-                await asyncio.sleep(0)
-        assert finished == 10
+    try:
+        for _ in range(3):  # 100 finished records (the least that starts a sweep) a round
+            records = await service.submit_many([Submission("add", [1, 2])] * 100)
+            await service.wait(records[-1].id, 5)  # one slot: the others ended before it
+            async with asyncio.timeout(5):
+                assert await store.evicted.get() > 0
+            assert (await service.stats())["counts"]["succeeded"] == 10
+    finally:
+        await service.stop(grace=0.1)
 
 
 async def test_unfinished_tasks_are_never_evicted(make_service: Factory) -> None:
