@@ -1,9 +1,13 @@
 """``python -m service``: the standalone server, what ``make run`` starts.
 
-It is Hypercorn with ``hypercorn.toml``, plus two checks Hypercorn cannot make: a setting
-that can never work (an unknown store URL, a process-local store with several workers) is
-refused before any worker serves a request, and a worker that refuses to start makes the
-whole server exit non-zero (Hypercorn 0.18 may exit 0 then, pgjones/hypercorn#269).
+It is Hypercorn with ``hypercorn.toml``, plus what Hypercorn's own command cannot do: a
+setting that can never work (a bad value, an unknown store URL, a process-local store with
+several workers) is refused before any worker serves a request; a worker that refuses to
+start makes the whole server exit non-zero (Hypercorn 0.18 may exit 0 then,
+pgjones/hypercorn#269); and SIGTERM or SIGINT, to the master, to a worker or to the whole
+process group, always takes the graceful path (see :mod:`service.serving`).
+
+``--app module:app`` serves another app (one that embeds Offload) the same way.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import tempfile
 from pathlib import Path
 
 from hypercorn.config import Config
-from hypercorn.run import run
 
+from . import logs
+from .serving import run
 from .settings import Settings
 from .stores import open_store
 from .workers import STARTUP_REPORT
@@ -29,10 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     """Check the settings, serve until stopped, and return the exit code."""
     args = _parser().parse_args(argv)
     config = _config(args)
-    problem = start_problem(Settings.load(), config.workers)
+    problem: str | None
+    try:
+        settings = Settings.load()
+    except ValueError as exc:
+        settings, problem = Settings(), str(exc)
+    else:
+        problem = start_problem(settings, config.workers)
     if problem is not None:
         print(f"offload: refusing to start: {problem}", file=sys.stderr)
         return REFUSED
+    logs.configure(settings.log_format, settings.log_level)  # the master's own few lines
     with tempfile.TemporaryDirectory(prefix="offload-") as folder:
         report = Path(folder) / "refusals"
         os.environ[STARTUP_REPORT] = str(report)
@@ -46,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def start_problem(settings: Settings, workers: int) -> str | None:
     """Why these settings can never serve, or None."""
+    if workers < 1:
+        return f"workers must be 1 or more, not {workers}"
     try:
         store = open_store(settings.store)  # only reads the URL: nothing is opened
     except ValueError as exc:
@@ -63,12 +77,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="Hypercorn's TOML settings (default: hypercorn.toml, if present)")
     parser.add_argument("--bind", action="append", help="address to serve on, host:port")
     parser.add_argument("--workers", type=int, help="worker processes (Hypercorn's workers)")
+    parser.add_argument("--app", default=APPLICATION,
+                        help=f"the ASGI app to serve, module:attribute (default: {APPLICATION})")
     return parser
 
 
 def _config(args: argparse.Namespace) -> Config:
     config = Config.from_toml(args.config) if Path(args.config).exists() else Config()
-    config.application_path = APPLICATION
+    config.application_path = args.app
     if args.bind:
         config.bind = args.bind
     if args.workers is not None:

@@ -75,6 +75,8 @@ class TaskService:
         self.watchdog: LoopWatchdog | None = None
         self._started_at: float | None = None
         self._stopping = False
+        self._drained: asyncio.Future[None] | None = None
+        self._stopped = False
         # a sweep also runs once this many records have finished since the last one, so
         # that a busy service holds about max_records, not what a sweep interval brings
         self._sweep_after = max(MIN_SWEEP_AFTER, self.settings.max_records // 10)
@@ -132,17 +134,33 @@ class TaskService:
                 lambda name: self.metrics.loop_blocked.labels(name).inc())
             self.watchdog.start()
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Refuse new work; give running tasks ``grace`` seconds; stop what is left."""
-        if self._stopping or self._started_at is None:
+    async def drain(self, grace: float | None = None) -> None:
+        """Refuse new work; give running tasks ``grace`` seconds; stop what is left. Reads,
+        waits and streams keep working until :meth:`stop` (a server drains first, while it
+        still answers its clients, and stops once their connections are closed)."""
+        if self._started_at is None:
             return
-        self._stopping = True
+        if self._drained is None:
+            self._stopping = True
+            self._drained = asyncio.ensure_future(self._drain(grace))
+        await asyncio.shield(self._drained)
+
+    async def _drain(self, grace: float | None) -> None:
         grace = self.settings.shutdown_grace if grace is None else grace
         await asyncio.gather(*self._admitting)  # accepted before the stop: not lost
         await self.runner.drain(grace)
         if not self.store.durable:  # nothing will ever run what is left: say so
             await self.store.abandon_pending(time.time(), TaskError(
                 "Interrupted", "the service shut down before the task ran"))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain (see :meth:`drain`), then close the store."""
+        if self._started_at is None or self._stopped:
+            return
+        await self.drain(grace)
+        if self._stopped:
+            return
+        self._stopped = True
         if self.watchdog is not None:
             await self.watchdog.stop()
         for loop_task in self._loops:
