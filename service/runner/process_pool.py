@@ -80,12 +80,15 @@ class _Worker:
 
 
 class ProcessExecutor(Executor):
-    """Runs plain functions in worker processes at a lower CPU priority."""
+    """Runs plain functions in worker processes at a lower CPU priority: ``nice`` by
+    default; ``idle_priority`` and ``yield_timer`` are opt-in (see
+    :func:`service.runner.process_worker.lower_priority` for what each costs)."""
 
-    def __init__(self, capacity: int, nice: int = 10, idle_priority: bool = True) -> None:
+    def __init__(self, capacity: int, nice: int = 10, idle_priority: bool = False,
+                 yield_timer: bool = False) -> None:
         self.capacity = capacity
-        self._nice = nice
-        self._priority = "idle" if idle_priority else "normal"
+        self._options = [str(nice), *(["idle"] if idle_priority else []),
+                         *(["yield-timer"] if yield_timer else [])]
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
 
@@ -125,8 +128,7 @@ class ProcessExecutor(Executor):
 
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "service.runner.process_worker", str(self._nice),
-            self._priority,
+            sys.executable, "-m", "service.runner.process_worker", *self._options,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             limit=LINE_LIMIT,

@@ -1,9 +1,14 @@
 """The child side of the process pool: JSON lines in, JSON lines out, nothing pickled.
 
-Started as ``python -m service.runner.process_worker NICE idle|normal``. Reads one request
-a line on stdin: ``{"module", "qualname", "args", "kwargs"}``; answers ``{"progress": {...}}`` lines
-and finally ``{"ok": value}`` or ``{"error": {"type", "message", "traceback", "mro"}}``.
-The task's own prints go to stderr, so they cannot corrupt the protocol.
+Started as ``python -m service.runner.process_worker NICE [idle] [yield-timer]``. Reads one
+request a line on stdin: ``{"module", "qualname", "args", "kwargs"}``; answers
+``{"progress": {...}}`` lines and finally ``{"ok": value}`` or
+``{"error": {"type", "message", "traceback", "mro"}}``. The task's own prints go to stderr,
+so they cannot corrupt the protocol.
+
+A worker is stopped by its server (SIGKILL) or by the server's death, never by SIGTERM or
+SIGINT: those reach it too when they are sent to the whole process group (Ctrl+C, systemd's
+``KillMode=control-group``), and its task must get the server's shutdown grace.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from types import FrameType
 from typing import IO, Any
 
 from .. import jsonutil
@@ -29,8 +35,10 @@ YIELD_EVERY = 0.001  # seconds of CPU time between two chances to give the CPU u
 
 
 def main() -> None:
+    _outlive_stop_signals()
+    options = set(sys.argv[2:])
     lower_priority(int(sys.argv[1]) if len(sys.argv) > 1 else 0,
-                   idle=len(sys.argv) > 2 and sys.argv[2] == "idle")
+                   idle="idle" in options, yield_timer="yield-timer" in options)
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
@@ -41,29 +49,69 @@ def main() -> None:
         _send(channel, lock, _handle(json.loads(line), channel, lock))
 
 
-def lower_priority(nice: int, idle: bool) -> None:
-    """CPU-bound work must not starve the event loop's process. ``nice`` only weighs it
-    less (on 2 cores, 4 busy workers still delay a request by a time slice now and then);
-    Linux's SCHED_IDLE gives the CPU to any normal process that wants it."""
-    if nice:
-        os.nice(nice)
-    if idle and hasattr(os, "SCHED_IDLE"):
-        # refused (a seccomp profile, say): the nice value still holds
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            _enter_the_kernel_often()
+def lower_priority(nice: int, idle: bool = False, yield_timer: bool = False) -> None:
+    """CPU-bound work must not starve the event loop's process.
+
+    ``nice`` (the default, everywhere but Windows) only weighs it less: on 2 cores, 4 busy
+    workers still delay a request by a time slice now and then. ``idle`` (opt-in,
+    ``OFFLOAD_PROCESS_IDLE_PRIORITY``; Linux only) adds ``SCHED_IDLE``, which gives the CPU to
+    any normal process that wants it: on a host kept busy by normal processes, process tasks
+    then starve. ``yield_timer`` (opt-in, ``OFFLOAD_PROCESS_YIELD_TIMER``): see
+    :func:`enter_the_kernel_often`. Each is skipped where the platform lacks it.
+    """
+    if nice and hasattr(os, "nice"):
+        with contextlib.suppress(OSError):  # refused (a container's policy): run as we are
+            os.nice(nice)
+    if idle:
+        schedule_idle()
+    if yield_timer:
+        enter_the_kernel_often()
 
 
-def _enter_the_kernel_often() -> None:
+def schedule_idle() -> bool:
+    """Run this process under Linux's SCHED_IDLE; False where it is missing or refused."""
+    set_scheduler = getattr(os, "sched_setscheduler", None)
+    policy = getattr(os, "SCHED_IDLE", None)
+    if set_scheduler is None or policy is None:  # macOS, Windows
+        return False
+    try:
+        set_scheduler(0, policy, os.sched_param(0))
+    except OSError:  # refused (a seccomp profile, say): the nice value still holds
+        return False
+    return True
+
+
+def enter_the_kernel_often() -> bool:
     """Let a waking request take this CPU within a millisecond, not a clock tick.
 
     Under the kernel's "none" and "lazy" preemption models a woken process only marks a
     running user-space process for rescheduling, and the switch happens when that process
     next enters the kernel: for pure computation, at the next tick (4 ms at 250 Hz). A
-    timer signal per millisecond of CPU time is such an entry, and costs next to nothing.
+    timer signal per millisecond of CPU time is such an entry. The cost: the worker's
+    SIGVTALRM belongs to this timer (a task that uses it breaks it), and a handler runs about
+    1,000 times per CPU-second. System calls it interrupts are restarted, not failed with
+    EINTR. False where the platform has no such timer (Windows).
     """
-    signal.signal(signal.SIGVTALRM, lambda signum, frame: None)
+    if not all(hasattr(signal, name) for name in ("SIGVTALRM", "setitimer", "siginterrupt")):
+        return False
+    signal.signal(signal.SIGVTALRM, _ignore_signal)
+    signal.siginterrupt(signal.SIGVTALRM, False)
     signal.setitimer(signal.ITIMER_VIRTUAL, YIELD_EVERY, YIELD_EVERY)
+    return True
+
+
+def _outlive_stop_signals() -> None:
+    # A handler that does nothing, not SIG_IGN: programs the task starts get the default back.
+    for name in ("SIGTERM", "SIGINT"):
+        signum = getattr(signal, name, None)
+        if signum is not None:
+            signal.signal(signum, _ignore_signal)
+            if hasattr(signal, "siginterrupt"):
+                signal.siginterrupt(signum, False)
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    pass
 
 
 def _exit_with_parent(parent_pid: int) -> None:
