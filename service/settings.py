@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 DEMO_MODULE = "service.demo"
 MIN_LAG_THRESHOLD = 0.01
+PREFIX = "OFFLOAD_"
+log = logging.getLogger("offload.settings")
 
 
 def _cpu_count() -> int:
@@ -34,7 +37,14 @@ class Settings:
     thread_workers: int = 32
     process_workers: int = field(default_factory=_cpu_count)
     process_nice: int = 10
-    process_idle_priority: bool = True
+    process_idle_priority: bool = False
+    """Opt-in: process workers under Linux's ``SCHED_IDLE`` (a CPU only when no normal
+    process wants one). Requests stay faster while they compute; on a host kept busy by
+    normal processes, process tasks starve. Ignored where the platform lacks it."""
+    process_yield_timer: bool = False
+    """Opt-in: a timer signal per millisecond of CPU time in each process worker, so that a
+    waking request takes the CPU within a millisecond, not a clock tick. It claims the
+    worker's ``SIGVTALRM`` and runs a handler about 1,000 times per CPU-second."""
     max_batch: int = 1000
     max_page: int = 1000
     max_wait: float = 60.0
@@ -71,14 +81,49 @@ class Settings:
         """Build settings: Quart config keys win over environment variables, both optional."""
         config = config or {}
         environ = os.environ if environ is None else environ
+        warn_unknown(config, "app config key")
+        warn_unknown(environ, "environment variable")
         values: dict[str, Any] = {}
         for spec in fields(cls):
-            key = f"OFFLOAD_{spec.name.upper()}"
+            key = f"{PREFIX}{spec.name.upper()}"
             raw = config.get(key, environ.get(key))
             if raw is None or raw == "":
                 continue
             values[spec.name] = _convert(spec.name, raw, type(getattr(_DEFAULTS, spec.name)))
         return cls(**values)
+
+
+def setting_names() -> list[str]:
+    """Every setting's variable name, ``OFFLOAD_...``."""
+    return [f"{PREFIX}{spec.name.upper()}" for spec in fields(Settings)]
+
+
+def unknown_names(names: Iterable[object]) -> dict[str, str | None]:
+    """The ``OFFLOAD_*`` names among ``names`` that are no setting, each with the closest
+    real setting's name (None when nothing is close)."""
+    known = setting_names()
+    found: dict[str, str | None] = {}
+    for name in names:
+        if isinstance(name, str) and name.startswith(PREFIX) and name not in known:
+            # compared without the prefix, which every name shares
+            close = difflib.get_close_matches(name.removeprefix(PREFIX),
+                                              [k.removeprefix(PREFIX) for k in known], 1, 0.7)
+            found[name] = PREFIX + close[0] if close else None
+    return found
+
+
+def warn_unknown(source: Mapping[str, Any], what: str) -> None:
+    """Log a warning, once per process, for each misspelled or unknown ``OFFLOAD_*`` name:
+    a typo would otherwise leave its setting at the default without a word."""
+    for name, closest in unknown_names(source).items():
+        if (what, name) in _warned:
+            continue
+        _warned.add((what, name))
+        hint = f"; did you mean {closest}?" if closest else ""
+        log.warning("%s %s is not an Offload setting, so it is ignored%s", what, name, hint)
+
+
+_warned: set[tuple[str, str]] = set()
 
 
 def _convert(name: str, raw: Any, kind: type) -> Any:

@@ -91,3 +91,35 @@ def test_bad_values_are_refused_when_built_directly_too() -> None:
 def test_zero_is_fine_where_it_means_something() -> None:
     s = Settings(result_ttl=0, max_records=0, shutdown_grace=0, retry_backoff=0)
     assert (s.result_ttl, s.max_records, s.shutdown_grace, s.retry_backoff) == (0, 0, 0, 0)
+
+
+def test_a_misspelled_variable_warns_naming_the_closest_setting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="offload.settings"):
+        s = Settings.load(environ={"OFFLOAD_MAX_CONCURENCY": "5", "OFFLOAD_SHUTDOWN_GRACE": "2",
+                                   "OTHER_MAX_CONCURENCY": "1"})
+    assert s.max_concurrency == 100  # ignored, as the warning says
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "environment variable OFFLOAD_MAX_CONCURENCY is not an Offload setting" in warning
+    assert "did you mean OFFLOAD_MAX_CONCURRENCY?" in warning
+
+
+def test_a_misspelled_config_key_warns_too_and_an_unknown_one_without_a_guess(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="offload.settings"):
+        Settings.load(config={"OFFLOAD_SHUTDOWN_GRAC": 1, "OFFLOAD_ZZZ_QQQ": 1, "DEBUG": True},
+                      environ={})
+    warnings = sorted(r.getMessage() for r in caplog.records)
+    assert len(warnings) == 2
+    assert "app config key OFFLOAD_SHUTDOWN_GRAC" in warnings[0]
+    assert "did you mean OFFLOAD_SHUTDOWN_GRACE?" in warnings[0]
+    assert "OFFLOAD_ZZZ_QQQ is not an Offload setting, so it is ignored" in warnings[1]
+    assert "did you mean" not in warnings[1]
+
+
+def test_every_real_setting_is_silent(caplog: pytest.LogCaptureFixture) -> None:
+    from service.settings import setting_names, unknown_names
+
+    assert unknown_names(setting_names()) == {}
