@@ -17,8 +17,12 @@ writer can give up after its patience instead of hanging behind a frozen process
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+
+try:
+    import fcntl
+except ImportError:  # Windows: the SQLite store is not supported there (no flock)
+    fcntl = None  # type: ignore[assignment]
 import threading
 import weakref
 
