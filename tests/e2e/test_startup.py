@@ -83,3 +83,14 @@ def test_hypercorn_toml_leaves_room_for_the_task_grace_and_sets_its_timeouts() -
     assert config.read_timeout is None
     assert config.bind == ["127.0.0.1:8000"]
     assert config.workers == 1
+
+
+def test_a_bad_setting_value_refuses_to_start_without_a_traceback(tmp_path: Path) -> None:
+    server = spawn(tmp_path, server_env(OFFLOAD_MAX_QUEUE="lots"), name="bad-value")
+    code = server.wait_exit(REFUSAL_DEADLINE)
+    if code is None:
+        server.kill()
+    output = server.output()
+    assert code == 2, f"exit code {code}:\n{output[-4000:]}"
+    assert "refusing to start: OFFLOAD_MAX_QUEUE: 'lots' is not a valid int" in output
+    assert "Traceback" not in output
