@@ -57,7 +57,8 @@ class Runner:
             "async": AsyncExecutor(settings.max_concurrency),
             "thread": ThreadExecutor(settings.thread_workers),
             "process": ProcessExecutor(settings.process_workers, settings.process_nice,
-                                       settings.process_idle_priority),
+                                       settings.process_idle_priority,
+                                       settings.process_yield_timer),
         }
         self._busy: Counter[ExecutorName] = Counter()
         self._jobs: dict[str, Job] = {}

@@ -76,6 +76,11 @@ async def test_idle_priority_is_an_opt_in_setting(make_service: Factory) -> None
         os.SCHED_IDLE)
 
 
+async def test_the_yield_timer_is_an_opt_in_setting(make_service: Factory) -> None:
+    await started(make_service, process_yield_timer=True)
+    assert await (await rt.process_cpu_timer_interval.submit()).result(timeout=10) > 0
+
+
 async def test_process_task_error_keeps_its_type_and_message(svc: TaskService) -> None:
     handle = await st.process_raises.submit("boom")
     record = await handle.wait(timeout=10)
