@@ -185,9 +185,21 @@ def _check_executor(task_type: TaskType) -> None:
         kind = "an async def" if is_async else "a plain def"
         raise ValueError(f"task {task_type.name!r} is {kind}: executor {task_type.executor!r} "
                          "does not fit (async def runs on the loop, def in a thread or process)")
-    if task_type.executor == "process" and "<" in task_type.fn.__qualname__:
+    if task_type.executor == "process":
+        _check_importable(task_type)
+
+
+def _check_importable(task_type: TaskType) -> None:
+    """A worker process imports a process task by its module and name: a function defined
+    in ``__main__`` (a script run directly) or inside another one cannot be found there."""
+    if "<" in task_type.fn.__qualname__:
         raise ValueError(f"process task {task_type.name!r} must be a module-level function: "
                          "a worker process imports it by its module and name")
+    if getattr(task_type.fn, "__module__", None) == "__main__":
+        raise ValueError(
+            f"process task {task_type.name!r} is defined in __main__ (the script being run), "
+            "which a worker process cannot import: move it into a module (tasks.py, say) "
+            "and import it from there")
 
 
 def _arguments_typeddict(fn: Callable[..., Any], params: list[inspect.Parameter]) -> Any:
