@@ -13,10 +13,19 @@ from hypercorn.config import Config
 from service.runner.runner import STOP_WAIT
 from service.settings import Settings
 
-from .server import REPO, server_env, spawn
+from .server import REPO, Server, server_env, spawn
 
 pytestmark = pytest.mark.e2e
 REFUSAL_DEADLINE = 30.0  # seconds; a refusing server is gone in about one
+
+
+def exit_of(server: Server) -> tuple[int | None, str]:
+    """The exit code of a server expected to refuse to start (None, and killed, if it did
+    not exit in time), and its output."""
+    code = server.wait_exit(REFUSAL_DEADLINE)
+    if code is None:
+        server.kill()
+    return code, server.output()
 
 
 @pytest.mark.parametrize("daemonic", [True, False], ids=["hypercorn.toml", "daemon=false"])
@@ -30,10 +39,7 @@ def test_two_workers_with_the_memory_store_refuse_to_start(tmp_path: Path, daemo
         config.write_text((REPO / "hypercorn.toml").read_text() + "\ndaemon = false\n")
     server = spawn(tmp_path, server_env(), "--workers", "2", name="two-workers",
                    config=config)
-    code = server.wait_exit(REFUSAL_DEADLINE)
-    if code is None:
-        server.kill()
-    output = server.output()
+    code, output = exit_of(server)
 
     assert code == 2, f"exit code {code}:\n{output[-4000:]}"
     assert "OFFLOAD_STORE=memory:// keeps tasks inside one process" in output, output[-4000:]
@@ -46,10 +52,7 @@ def test_two_workers_with_the_memory_store_refuse_to_start(tmp_path: Path, daemo
 
 def test_an_unsupported_store_url_refuses_to_start(tmp_path: Path) -> None:
     server = spawn(tmp_path, server_env(OFFLOAD_STORE="postgres://db/tasks"), name="bad-url")
-    code = server.wait_exit(REFUSAL_DEADLINE)
-    if code is None:
-        server.kill()
-    output = server.output()
+    code, output = exit_of(server)
     assert code == 2, f"exit code {code}:\n{output[-4000:]}"
     assert "unsupported store URL 'postgres://db/tasks'" in output
 
@@ -59,10 +62,7 @@ def test_a_worker_that_refuses_to_start_makes_the_server_exit_non_zero(tmp_path:
     # task module that does not import. Hypercorn alone would exit 0 (hypercorn#269).
     server = spawn(tmp_path, server_env(OFFLOAD_TASK_MODULES="no_such_module_here"),
                    name="bad-module")
-    code = server.wait_exit(REFUSAL_DEADLINE)
-    if code is None:
-        server.kill()
-    output = server.output()
+    code, output = exit_of(server)
     assert code not in (None, 0), f"exit code {code}:\n{output[-4000:]}"
     assert "no_such_module_here" in output
 
@@ -87,10 +87,7 @@ def test_hypercorn_toml_leaves_room_for_the_task_grace_and_sets_its_timeouts() -
 
 def test_a_bad_setting_value_refuses_to_start_without_a_traceback(tmp_path: Path) -> None:
     server = spawn(tmp_path, server_env(OFFLOAD_MAX_QUEUE="lots"), name="bad-value")
-    code = server.wait_exit(REFUSAL_DEADLINE)
-    if code is None:
-        server.kill()
-    output = server.output()
+    code, output = exit_of(server)
     assert code == 2, f"exit code {code}:\n{output[-4000:]}"
     assert "refusing to start: OFFLOAD_MAX_QUEUE: 'lots' is not a valid int" in output
     assert "Traceback" not in output
