@@ -5,17 +5,21 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pydantic import BaseModel
 from quart import Quart, Response
-from quart_schema import document_response
+from quart.typing import ResponseTypes
+from quart_schema import QuartSchema, document_response
 
 from . import logs
 from .models import Submission
 from .settings import DEMO_MODULE, Settings
 from .web import Offload
 from .web.api import LOCATION, json_response
-from .web.openapi import RETRY_AFTER, Answer, answers, problems
+from .web.docs import INFO
+from .web.openapi import RETRY_AFTER, Answer, OffloadOpenAPIProvider, answers, problems
 from .web.problems import register_app_handlers
 from .workers import report_refusal
 
@@ -34,7 +38,12 @@ def create_app(settings: Settings | None = None) -> Quart:
     if not settings.task_modules:
         settings = dataclasses.replace(settings, task_modules=(DEMO_MODULE,))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body
-    offload = Offload(app, settings=settings)
+    # The app is Offload's own: the API at the root (as the SPEC says), and one document
+    # of all its routes at /openapi.json and /docs, its own route included.
+    offload = Offload(app, settings=settings, url_prefix="", openapi=False)
+    plain = app.make_response
+    QuartSchema(app, info=INFO, openapi_provider_class=OffloadOpenAPIProvider)
+    _skip_conversion_of_responses(app, plain)
     register_app_handlers(app)
 
     @app.get("/process")
@@ -50,6 +59,25 @@ def create_app(settings: Settings | None = None) -> Quart:
                               "Retry-After": str(settings.poll_after)})
 
     return app
+
+
+def _skip_conversion_of_responses(
+        app: Quart, plain: Callable[[Any], Awaitable[ResponseTypes]]) -> None:
+    """A view's ready :class:`Response` goes straight to Quart's ``make_response``.
+
+    quart-schema wraps ``make_response`` to turn returned models into JSON; for a Response
+    (what every Offload view returns) its conversion gives back the same object, after
+    some ten config and type look-ups on each request. Anything else still goes through it.
+    Only on this app, which is Offload's own: an embedding app's is never touched.
+    """
+    converting = app.make_response
+
+    async def make_response(result: Any) -> ResponseTypes:
+        if isinstance(result, Response):
+            return await plain(result)
+        return await converting(result)
+
+    app.make_response = make_response  # type: ignore[method-assign]
 
 
 def _standalone() -> Quart:

@@ -15,11 +15,11 @@ from quart import Blueprint, Response, current_app, g, request
 from quart.blueprints import BlueprintSetupState
 from quart_schema import (
     RequestSchemaValidationError,
-    camel_to_snake,
+    document_querystring,
     document_request,
     document_response,
-    validate_querystring,
 )
+from quart_schema.validation import QuerystringValidationError
 from werkzeug.exceptions import (
     BadRequest,
     RequestEntityTooLarge,
@@ -62,7 +62,7 @@ from .schemas import (
 )
 
 if TYPE_CHECKING:
-    from .extension import Offload
+    from .binding import AppBinding
 
 
 class TaskIdConverter(BaseConverter):
@@ -100,9 +100,10 @@ View = TypeVar("View", bound=Callable[..., Awaitable[Any]])
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def offload() -> Offload:
-    ext: Offload = current_app.extensions["offload"]
-    return ext
+def offload() -> AppBinding:
+    """Offload on the app serving this request (its service, token check and prefix)."""
+    binding: AppBinding = current_app.extensions["offload"]
+    return binding
 
 
 def owner() -> str | None:
@@ -137,7 +138,10 @@ def json_body(model: type[Body]) -> Callable[[View], View]:
     ``model`` (422, as quart-schema's ``validate_request`` raises it). The view gets the
     model as ``data`` and, if it has a ``body`` parameter, the parsed JSON as ``body``.
     One read and one parse per request: no second ``get_json``, no ``TypeAdapter`` built
-    per request, no task made by ``wait_for`` for a body that is already in.
+    per request, no task made by ``wait_for`` for a body that is already in. The body is
+    parsed here, strictly (:func:`jsonutil.loads`), not by the app's JSON provider, which
+    is the host app's own; nor does the host's quart-schema casing apply: the API's field
+    names are its own.
     """
     def decorate(view: View) -> View:
         wants_body = "body" in inspect.signature(view).parameters
@@ -145,17 +149,36 @@ def json_body(model: type[Body]) -> Callable[[View], View]:
         @functools.wraps(view)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             value = _parse(await _read_body(offload().service.settings.max_body))
-            fields = value
-            if current_app.config.get("QUART_SCHEMA_CONVERT_CASING"):
-                fields = camel_to_snake(value)  # as quart-schema does when so configured
             try:
-                data = model.model_validate(fields)
+                data = model.model_validate(value)
             except (TypeError, ValueError) as error:  # pydantic's ValidationError included
                 raise RequestSchemaValidationError(error) from None
             if wants_body:
-                kwargs["body"] = value  # as sent, not decamelized
+                kwargs["body"] = value
             return await view(*args, data=data, **kwargs)
         return document_request(model)(wrapper)  # type: ignore[return-value]
+    return decorate
+
+
+def query(model: type[Body]) -> Callable[[View], View]:
+    """Validate the query string into ``model``; the view gets it as ``query_args``.
+
+    quart-schema's ``validate_querystring`` does the same, but reads its settings from the
+    app's config (absent when the host app does not use quart-schema, the host's own casing
+    when it does) and builds a ``TypeAdapter`` per request. An invalid query is a 400.
+    """
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = request.args
+            values = {key: (found if len(found := given.getlist(key)) > 1 else found[0])
+                      for key in given}
+            try:
+                query_args = model.model_validate(values)
+            except (TypeError, ValueError) as error:  # pydantic's ValidationError included
+                raise QuerystringValidationError(error) from None
+            return await view(*args, query_args=query_args, **kwargs)
+        return document_querystring(model)(wrapper)  # type: ignore[return-value]
     return decorate
 
 
@@ -264,7 +287,7 @@ async def submit_batch(data: BatchBody) -> Response:
 @document_response(TaskOut, 200)
 @refine(refine_wait)
 @problems(400, 401, 404, 405)
-@validate_querystring(WaitQuery)
+@query(WaitQuery)
 async def get_task(task_id: str, query_args: WaitQuery) -> Response:
     """The task. ``?wait=N`` holds the request until it is terminal or N seconds pass."""
     service = offload().service
@@ -313,7 +336,7 @@ async def delete_task(task_id: str) -> Response:
 @answers(Answer(200, links=_task_links("/items/0/id")))
 @refine(refine_list)
 @problems(400, 401)
-@validate_querystring(ListQuery)
+@query(ListQuery)
 async def list_tasks(query_args: ListQuery) -> Response:
     """Tasks, newest first, filtered by ``status`` (repeatable) and ``name``."""
     service = offload().service

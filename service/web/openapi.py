@@ -14,24 +14,25 @@ from __future__ import annotations
 import copy
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from quart_schema import document_response
 from quart_schema.conversion import model_schema
-from quart_schema.openapi import OpenAPIProvider
+from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE, OpenAPIProvider
 from werkzeug.routing.rules import Rule
 
 from ..registry import TaskType
 from .schemas import Problem, TaskOut
 
 if TYPE_CHECKING:
-    from .extension import Offload
+    from .binding import AppBinding as Offload
 
 F = TypeVar("F", bound=Callable[..., Any])
 Schema = dict[str, Any]
 Refine = Callable[[Schema, "Offload"], None]
+OFFLOAD_BLUEPRINTS = frozenset({"offload_api", "offload_public", "offload_docs"})
 
 ANSWERS = "_offload_openapi_answers"
 REFINE = "_offload_openapi_refine"
@@ -123,8 +124,34 @@ def refine(function: Refine) -> Callable[[F], F]:
     return decorate
 
 
+def is_offload_endpoint(endpoint: str) -> bool:
+    """An endpoint of one of Offload's own blueprints."""
+    return endpoint.partition(".")[0] in OFFLOAD_BLUEPRINTS
+
+
+def hide_from_host_documents(view_functions: dict[str, Callable[..., Any]]) -> None:
+    """Mark Offload's views hidden from a host app's own quart-schema document (Offload's
+    document is its own, under its prefix)."""
+    for endpoint, view in view_functions.items():
+        if is_offload_endpoint(endpoint):
+            setattr(view, QUART_SCHEMA_HIDDEN_ATTRIBUTE, True)
+
+
 class OffloadOpenAPIProvider(OpenAPIProvider):
-    """quart-schema's provider plus the answers, headers and refinements of the routes."""
+    """quart-schema's provider plus the answers, headers and refinements of the routes.
+
+    It documents every route of the app (the standalone service's document), Offload's own
+    included although they are hidden from other providers; see :class:`OffloadOnlyProvider`.
+    """
+
+    def generate_rules(self) -> Iterable[Rule]:
+        for rule in self._app.url_map.iter_rules():
+            view = self._app.view_functions[rule.endpoint]
+            if rule.websocket or rule.endpoint.startswith("offload_docs."):
+                continue
+            if is_offload_endpoint(rule.endpoint) or not getattr(
+                    view, QUART_SCHEMA_HIDDEN_ATTRIBUTE, False):
+                yield rule
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
         paths, components = super().build_paths(rule)

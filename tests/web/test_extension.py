@@ -92,7 +92,7 @@ async def test_task_types_show_the_apps_own_tasks(embedded: Client) -> None:
 
 
 async def test_openapi_lists_the_prefixed_paths(embedded: Client) -> None:
-    spec = await (await embedded.get("/openapi.json")).get_json()
+    spec = await (await embedded.get("/api/openapi.json")).get_json()
 
     assert "/api/tasks" in spec["paths"]
     assert "/api/tasks/{task_id}/events" in spec["paths"]

@@ -21,8 +21,8 @@ from .conftest import MakeClient
 Spec = dict[str, Any]
 
 
-async def spec_of(client: Client) -> Spec:
-    response = await client.get("/openapi.json")
+async def spec_of(client: Client, prefix: str = "") -> Spec:
+    response = await client.get(f"{prefix}/openapi.json")
     assert response.status_code == 200
     spec: Spec = await response.get_json()
     return spec
@@ -147,17 +147,21 @@ async def test_integral_float_priority_is_the_integer(client: Client) -> None:
     assert (await response.get_json())["priority"] == 3
 
 
-async def test_host_apps_own_quart_schema_gets_the_refined_document() -> None:
+async def test_a_host_with_quart_schema_keeps_its_document_and_offload_has_its_own() -> None:
     app = Quart("host")
     QuartSchema(app, info={"title": "Host", "version": "1"})
     Offload(app, settings=settings(task_modules=()))
 
     async with app.test_app() as started:
-        spec = await spec_of(started.test_client())
+        host = await spec_of(started.test_client())
+        spec = await spec_of(started.test_client(), "/offload")
 
-    assert spec["info"]["title"] == "Host"
-    assert list(responses(spec, "/tasks", "post")["422"]["content"]) == [
+    assert host["info"]["title"] == "Host"
+    assert not host["paths"]  # Offload's routes are not the host's to document
+    assert spec["info"]["title"] == "Offload"
+    assert list(responses(spec, "/offload/tasks", "post")["422"]["content"]) == [
         "application/problem+json"]
+    assert all(path.startswith("/offload/") for path in spec["paths"])
 
 
 class Point(BaseModel):
@@ -175,8 +179,8 @@ async def test_argument_models_become_components_the_variants_refer_to() -> None
 
     async with app.test_app() as started:
         client = started.test_client()
-        spec = await spec_of(client)
-        ok = await client.post("/tasks", json={"name": "plot", "kwargs": {
+        spec = await spec_of(client, "/offload")
+        ok = await client.post("/offload/tasks", json={"name": "plot", "kwargs": {
             "point": {"x": 1, "y": 2}}})
 
     schemas = spec["components"]["schemas"]
