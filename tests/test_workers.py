@@ -17,6 +17,11 @@ import pytest
 from service import workers
 from service.workers import SharedStoreRequired, claim_single_worker, server_key
 
+# forking is what these tests are about (gunicorn forks its workers); each child only claims
+# the lock, answers through a pipe and exits
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:This process .* is multi-threaded:DeprecationWarning")
+
 REPO = Path(__file__).resolve().parents[1]
 
 
