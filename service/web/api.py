@@ -77,8 +77,9 @@ api = Blueprint("offload_api", __name__)
 
 @api.record_once
 def _add_converter(state: BlueprintSetupState) -> None:
-    # Recorded before any route: the rules below are bound after it, in order.
-    state.app.url_map.converters.setdefault("task_id", TaskIdConverter)
+    # Recorded before any route: the rules below are bound after it, in order. Named so
+    # that a host app's own converters are neither taken nor replaced.
+    state.app.url_map.converters.setdefault("offload_task_id", TaskIdConverter)
 
 
 register_handlers(api)
@@ -282,7 +283,7 @@ async def submit_batch(data: BatchBody) -> Response:
                          {"Retry-After": str(service.settings.poll_after)})
 
 
-@api.get("/tasks/<task_id:task_id>")
+@api.get("/tasks/<offload_task_id:task_id>")
 @refine(refine_task_id)
 @document_response(TaskOut, 200)
 @refine(refine_wait)
@@ -298,7 +299,7 @@ async def get_task(task_id: str, query_args: WaitQuery) -> Response:
     return task_response(await service.wait(task_id, query_args.wait, owner()))
 
 
-@api.get("/tasks/<task_id:task_id>/events")
+@api.get("/tasks/<offload_task_id:task_id>/events")
 @refine(refine_task_id)
 @answers(Answer(200, "text/event-stream", TASK_EVENT,
                 "Server-Sent Events: `status` and `progress`, each with the whole task as "
@@ -311,7 +312,7 @@ async def task_events(task_id: str) -> Response:
     return await event_stream(record, subscription, service.settings)
 
 
-@api.post("/tasks/<task_id:task_id>/cancel")
+@api.post("/tasks/<offload_task_id:task_id>/cancel")
 @refine(refine_task_id)
 @document_response(TaskOut, 202)
 @answers(Answer(202, links=_task_links("/id")))
@@ -321,7 +322,7 @@ async def cancel_task(task_id: str) -> Response:
     return task_response(await offload().service.cancel(task_id, owner()), 202)
 
 
-@api.delete("/tasks/<task_id:task_id>")
+@api.delete("/tasks/<offload_task_id:task_id>")
 @refine(refine_task_id)
 @answers(Answer(204, description="Forgotten.", empty=True))
 @problems(401, 404, 405, 409)

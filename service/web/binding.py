@@ -38,9 +38,10 @@ Quart's test app gives the whole shutdown 6 s, and a task still running when a t
 one the test no longer waits for."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Options:
-    """What an :class:`~service.web.Offload` was made with (the same for all its apps)."""
+    """What an :class:`~service.web.Offload` was made with, shared by all its apps (only
+    ``eager`` may change, read when an app starts)."""
 
     settings: Settings | None
     store: TaskStore | None
@@ -132,7 +133,9 @@ class AppBinding:
         assert app is not None  # it is the app being served
         try:
             settings = self._settings_now(app.config)
-            if not self._fresh or settings is not self.service.settings:
+            eager = isinstance(self.service, EagerService)
+            if (not self._fresh or settings is not self.service.settings
+                    or eager != self._options.eager):
                 self.service = self._new_service(settings)
             self._fresh = False
             self.auth = TokenAuth(settings.api_tokens)

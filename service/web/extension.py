@@ -49,9 +49,9 @@ class Offload:
     task registered so far, and tasks declared with :meth:`task` belong to every app the
     extension is initialised with.
 
-    ``openapi=False`` leaves the document and docs page out. ``eager=True`` makes every
-    submission return once its task has ended (like Celery's ``task_always_eager``), for
-    tests: see docs/testing.md.
+    ``openapi=False`` leaves the document and docs page out. ``eager=True`` (or
+    ``offload.eager = True`` before the app starts) makes every submission return once its
+    task has ended, like Celery's ``task_always_eager``, for tests: see docs/testing.md.
     """
 
     def __init__(self, app: Quart | None = None, *, settings: Settings | None = None,
@@ -64,6 +64,16 @@ class Offload:
         self._last: AppBinding | None = None
         if app is not None:
             self.init_app(app)
+
+    @property
+    def eager(self) -> bool:
+        """Whether submissions return once their task has ended (see docs/testing.md).
+        May be set at any time; an app takes it when it starts."""
+        return self._options.eager
+
+    @eager.setter
+    def eager(self, value: bool) -> None:
+        self._options.eager = value
 
     @property
     def url_prefix(self) -> str:
