@@ -216,3 +216,26 @@ async def test_two_apps_served_at_once_each_run_their_own_service() -> None:
 
     assert results == [42, 42]
     assert sum(stats["counts"].values()) == 1  # type: ignore[union-attr]
+
+
+async def test_eager_may_be_switched_between_starts() -> None:
+    app = Quart("switched")
+    offload = Offload(app, settings=FAST)
+    doubled = offload.task(double)
+
+    statuses = []
+    for eager in (True, False, True):
+        offload.eager = eager
+        async with app.test_app():
+            statuses.append((await doubled.submit(1)).status)
+
+    assert statuses == [Status.SUCCEEDED, Status.QUEUED, Status.SUCCEEDED]
+
+
+async def test_the_standalone_service_keeps_the_root_paths(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+
+    assert (await client.get("/docs")).status_code == 200
+    assert (await client.get("/offload/tasks")).status_code == 404
+    assert {"/tasks", "/stats", "/metrics", "/healthz", "/", "/process"} <= spec[
+        "paths"].keys()
