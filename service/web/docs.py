@@ -71,7 +71,9 @@ def document(app: Quart) -> dict[str, Any]:
 @docs.get("/openapi.json")
 async def openapi() -> Response:
     """Offload's OpenAPI document."""
-    body = jsonutil.dumps(document(current_app._get_current_object()))  # type: ignore[attr-defined]
+    # the app itself, not its proxy (Quart's stubs type the proxy differently by version)
+    app: Quart = getattr(current_app, "_get_current_object")()  # noqa: B009
+    body = jsonutil.dumps(document(app))
     return Response(body, 200, content_type="application/json")
 
 
