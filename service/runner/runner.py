@@ -137,9 +137,8 @@ class Runner:
                 self._registry.concurrency_limits(), excluded, pools))
             for record in records:
                 self._start(record)
-            if len(records) < limit:
-                capped = any(free < limit for _, free in pools)
-                return bool(excluded) or capped or self._registry.concurrency_limits() != {}
+            if len(records) < limit:  # a pool holds only an executor with less room than limit
+                return bool(excluded or pools) or self._registry.concurrency_limits() != {}
         return False
 
     def _room(self) -> tuple[frozenset[str], list[tuple[tuple[str, ...], int]], int]:
