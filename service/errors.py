@@ -49,9 +49,9 @@ class InvalidSubmission(OffloadError):
 class UnknownTaskType(InvalidSubmission):
     """A submission named a task type that is not registered."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, message: str | None = None) -> None:
         shown = name if len(name) <= 100 else name[:100] + "…"
-        message = f"no task type named {shown!r}"
+        message = message or f"no task type named {shown!r}"
         super().__init__([FieldError("name", message)], message)
         self.name = name
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import time
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, overload
 
 from typing_extensions import TypedDict, Unpack
 
-from .errors import NotRunning, TaskCancelled, TaskFailed
+from .errors import TaskCancelled, TaskFailed, UnknownTaskType
 from .models import JSON, Status, Submission, TaskRecord
 from .registry import Executor, TaskType, default_executor
 
@@ -30,10 +32,24 @@ class TaskHandle:
 
     @property
     def status(self) -> Status | None:
-        """The status as last seen (call :meth:`refresh` for the store's view)."""
+        """The status as last seen: a snapshot, updated by :meth:`refresh`, :meth:`wait`,
+        :meth:`result` and :meth:`cancel` (``None`` for a handle made from an id alone)."""
         return None if self.record is None else self.record.status
 
+    def ready(self) -> bool:
+        """Whether the task had ended when last seen (Celery's ``ready()``; a snapshot)."""
+        return self.record is not None and self.record.terminal
+
+    def successful(self) -> bool:
+        """Whether the task had succeeded when last seen (Celery's ``successful()``)."""
+        return self.status is Status.SUCCEEDED
+
+    def failed(self) -> bool:
+        """Whether the task had failed when last seen (Celery's ``failed()``)."""
+        return self.status is Status.FAILED
+
     async def refresh(self) -> TaskRecord:
+        """Read the task's record from the store now; :class:`TaskNotFound` once it is gone."""
         self.record = await self._service.get(self.id)
         return self.record
 
@@ -91,13 +107,32 @@ class TaskFunction:
         Await it: ``handle = await add.submit(2, 3)``."""
         return self.submit_with(args, kwargs)  # its coroutine: one frame less per submit
 
+    delay = submit  # Celery's name, for code moving over: ``await add.delay(2, 3)``
+
+    def apply_async(
+        self, args: tuple[JSON, ...] | list[JSON] = (), kwargs: dict[str, JSON] | None = None,
+        *, countdown: float | None = None, eta: datetime | None = None, priority: int = 0,
+        timeout: float | None = None,
+    ) -> Coroutine[Any, Any, TaskHandle]:
+        """Celery's ``apply_async``: ``countdown`` seconds from now, or at ``eta`` (an aware
+        datetime); ``priority`` and ``timeout`` as in :meth:`submit_with` (higher priority
+        runs first). Await it."""
+        if countdown is not None and eta is not None:
+            raise ValueError("give countdown or eta, not both")
+        if eta is not None:
+            if eta.tzinfo is None:
+                raise ValueError("eta must be an aware datetime (naive times are ambiguous)")
+            countdown = max(0.0, eta.timestamp() - time.time())
+        return self.submit_with(args, kwargs, delay=countdown, priority=priority,
+                                timeout=timeout)
+
     async def submit_with(
         self, args: tuple[JSON, ...] | list[JSON] = (), kwargs: dict[str, JSON] | None = None,
         *, delay: float | None = None, priority: int = 0, timeout: float | None = None,
     ) -> TaskHandle:
         """``submit`` with options (Celery's ``apply_async``)."""
         if self._service is None:
-            raise NotRunning(f"task {self.name!r} is not registered with a task service")
+            raise self._unregistered()
         kwargs = kwargs or {}
         submission = Submission(self.name, list(args), kwargs, delay, priority, timeout)
         record, _ = await self._service.submit(submission)
@@ -106,10 +141,16 @@ class TaskFunction:
     async def map(self, items: list[tuple[JSON, ...]]) -> list[TaskHandle]:
         """Submit one task per argument tuple, all or none (one store write)."""
         if self._service is None:
-            raise NotRunning(f"task {self.name!r} is not registered with a task service")
+            raise self._unregistered()
         submissions = [Submission(self.name, list(item)) for item in items]
         records = await self._service.submit_many(submissions)
         return [TaskHandle(self._service, r.id, r) for r in records]
+
+
+    def _unregistered(self) -> UnknownTaskType:
+        return UnknownTaskType(self.name, f"task type {self.name!r} is not registered with a task "
+                               "service: list its module in OFFLOAD_TASK_MODULES, declare it "
+                               "with @offload.task, or pass it to TaskService.register()")
 
 
 class TaskOptions(TypedDict, total=False):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from service import (
+    Settings,
     TaskCancelled,
     TaskFailed,
     TaskFunction,
@@ -17,7 +19,7 @@ from service import (
     task,
 )
 from service.demo import add, fail
-from service.errors import InvalidSubmission, NotRunning
+from service.errors import InvalidSubmission, NotRunning, UnknownTaskType
 from service.handles import collect_tasks, gather_results
 from service.models import Status
 from tests import sample_tasks as st
@@ -71,15 +73,26 @@ async def test_calling_a_task_function_runs_it_here() -> None:
     assert triple(2) == 6
 
 
-async def test_submit_without_a_service_is_not_running() -> None:
+async def test_submit_of_a_task_no_service_registered_names_the_task_type() -> None:
     @task
     async def lonely() -> None:
         return None
 
-    with pytest.raises(NotRunning):
+    with pytest.raises(UnknownTaskType, match=r"lonely.* is not registered.*OFFLOAD_TASK_MODULES"):
         await lonely.submit()
-    with pytest.raises(NotRunning):
+    with pytest.raises(UnknownTaskType) as caught:
         await lonely.map([()])
+    assert [e.field for e in caught.value.errors] == ["name"]
+
+
+async def test_submit_to_a_service_not_started_is_not_running() -> None:
+    @task
+    async def idle() -> None:
+        return None
+
+    TaskService(Settings()).register(idle)
+    with pytest.raises(NotRunning):
+        await idle.submit()
 
 
 async def test_submit_returns_a_handle_at_once(service: TaskService) -> None:
@@ -209,3 +222,34 @@ async def test_gather_results_raises_for_a_failed_one(service: TaskService) -> N
     with pytest.raises(TaskFailed):
         await gather_results(handles, timeout=5)
     await asyncio.gather(*(h.wait(5) for h in handles))
+
+
+async def test_ready_successful_and_failed_read_the_last_snapshot(service: TaskService) -> None:
+    handle = await st.wait_for_release.submit("snap")
+    await gate("snap").wait_started()
+    assert (handle.ready(), handle.successful(), handle.failed()) == (False, False, False)
+    gate("snap").open()
+    await handle.wait(5)
+    assert (handle.ready(), handle.successful(), handle.failed()) == (True, True, False)
+    failing = await fail.submit("boom")
+    with pytest.raises(TaskFailed):
+        await failing.result(5)
+    assert (failing.ready(), failing.successful(), failing.failed()) == (True, False, True)
+    assert not service.handle(handle.id).ready()  # made from an id alone: nothing seen yet
+
+
+async def test_celery_names_delay_and_apply_async(service: TaskService) -> None:
+    assert await (await add.delay(2, 3)).result(5) == 5
+    later = await add.apply_async((2,), {"b": 5}, countdown=60, priority=3)
+    assert later.status is Status.SCHEDULED
+    assert later.record is not None
+    assert later.record.priority == 3
+    at = datetime.now(UTC) + timedelta(seconds=60)
+    scheduled = await add.apply_async([1, 1], eta=at)
+    assert scheduled.record is not None
+    assert scheduled.record.scheduled_at is not None
+    assert abs(scheduled.record.scheduled_at - at.timestamp()) < 5
+    with pytest.raises(ValueError, match="not both"):
+        await add.apply_async((1, 1), countdown=1, eta=at)
+    with pytest.raises(ValueError, match="aware"):
+        await add.apply_async((1, 1), eta=datetime.now())
