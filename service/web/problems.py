@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -17,7 +18,19 @@ from ..errors import FieldError
 
 log = logging.getLogger("offload.web")
 MAX_FIELD_ERRORS = 50
-PROBLEM_TYPE = "https://offload.dev/problems/"
+# One style for every problem: ``type`` is ``about:blank`` (RFC 9457 §4.2.1: the problem is
+# what the status says), ``title`` the status phrase, and ``code`` a stable kebab-case name
+# for programs to branch on (documented in the README). No URI on a domain nobody serves.
+PROBLEM_TYPE = "about:blank"
+# The code of a problem that is the HTTP status itself (not from a phrase: those differ
+# between Python versions, e.g. 413).
+HTTP_CODES = {
+    400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
+    405: "method-not-allowed", 406: "not-acceptable", 408: "request-timeout",
+    411: "length-required", 413: "body-too-large", 415: "unsupported-media-type",
+    422: "invalid-body", 429: "too-many-requests", 431: "headers-too-large",
+    500: "internal-error", 503: "unavailable",
+}
 
 # One HTTP status per error of the core; anything else is a bug and a 500.
 STATUS_OF: dict[type[errors.OffloadError], int] = {
@@ -34,14 +47,14 @@ STATUS_OF: dict[type[errors.OffloadError], int] = {
 }
 
 
-def problem(status: int, detail: str, *, slug: str | None = None,
+def problem(status: int, detail: str, *, code: str | None = None,
             field_errors: list[FieldError] | None = None,
             headers: dict[str, str] | None = None) -> Response:
-    """A problem+json response."""
+    """A problem+json response; ``code`` defaults to the status's own (``HTTP_CODES``)."""
     title = HTTPStatus(status).phrase
     body: dict[str, Any] = {
-        "type": PROBLEM_TYPE + (slug or title.lower().replace(" ", "-")),
-        "title": title, "status": status, "detail": detail,
+        "type": PROBLEM_TYPE, "title": title, "status": status, "detail": detail,
+        "code": code or HTTP_CODES.get(status) or title.lower().replace(" ", "-"),
     }
     if field_errors is not None:
         shown = field_errors[:MAX_FIELD_ERRORS]
@@ -61,10 +74,10 @@ def from_offload_error(error: errors.OffloadError) -> Response:
     if isinstance(error, errors.ShuttingDown | errors.NotRunning | errors.StoreUnavailable):
         headers["Retry-After"] = "5"
     field_errors = error.errors if isinstance(error, errors.InvalidSubmission) else None
-    slug = type(error).__name__
+    code = re.sub(r"(?<!^)(?=[A-Z])", "-", type(error).__name__).lower()  # task-not-found
     # A TaskNotFound's message is the id as given: never echo that (it may be 10 KB long).
     detail = "no task with this id" if isinstance(error, errors.TaskNotFound) else str(error)
-    return problem(status, detail, slug=slug, field_errors=field_errors, headers=headers)
+    return problem(status, detail, code=code, field_errors=field_errors, headers=headers)
 
 
 def from_http_exception(error: HTTPException) -> Response:
@@ -86,7 +99,8 @@ def from_schema_error(error: RequestSchemaValidationError) -> Response:
             where = ".".join(str(part) for part in item["loc"]) or "body"
             fields.append(FieldError(where, item["msg"]))
     detail = "invalid query parameters" if is_query else "the request body does not fit"
-    return problem(status, detail, field_errors=fields)
+    return problem(status, detail, code="invalid-query" if is_query else "invalid-body",
+                   field_errors=fields)
 
 
 def mark_body_read() -> None:

@@ -146,10 +146,12 @@ class FieldProblem(BaseModel):
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details: ``type`` is always ``about:blank`` and ``title`` the status
+    phrase; ``code`` names the problem for programs (e.g. ``task-not-found``, ``queue-full``)."""
 
     type: str
     title: str
     status: int
     detail: str
+    code: str
     errors: list[FieldProblem] | None = None

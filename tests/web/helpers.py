@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -16,7 +17,7 @@ TASK_FIELDS = {
     "started_at", "finished_at",
 }
 TERMINAL = {"succeeded", "failed", "cancelled"}
-PROBLEM_FIELDS = {"type", "title", "status", "detail"}
+PROBLEM_FIELDS = {"type", "title", "status", "detail", "code"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -58,8 +59,8 @@ async def problem(response: Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = await response.get_json(force=True)
     assert body.keys() >= PROBLEM_FIELDS, body
     assert body["status"] == status
-    assert isinstance(body["type"], str)
-    assert body["type"]
+    assert body["type"] == "about:blank"  # one style: the code says which problem
+    assert re.fullmatch(r"[a-z]+(?:-[a-z]+)*", body["code"]), body
     assert isinstance(body["title"], str)
     assert body["title"]
     assert isinstance(body["detail"], str)

@@ -297,3 +297,24 @@ async def test_10000_keys_in_kwargs_are_422_with_the_problems_capped(client: Cli
     assert 0 < len(body["errors"]) <= 100
     assert len(await response.get_data()) < 20_000
     await assert_healthy(client)
+
+
+# -- one style: type about:blank, title the status phrase, code for programs ------------------
+
+async def test_each_problem_has_a_stable_code(client: Client) -> None:
+    """The codes the README documents, one per way a request can fail here."""
+    seen = {
+        "bad-request": await post_raw(client, b"{"),
+        "unsupported-media-type": await post_raw(client, b"x", "text/plain"),
+        "invalid-body": await client.post("/tasks", json={"name": "add", "bogus": 1}),
+        "unknown-task-type": await client.post("/tasks", json={"name": "no_such_task"}),
+        "invalid-submission": await client.post("/tasks", json={"name": "add", "args": [1]}),
+        "invalid-query": await client.get("/tasks?limit=0"),
+        "task-not-found": await client.get("/tasks/" + "A" * 24),
+        "not-found": await client.get("/no/such/route"),
+        "method-not-allowed": await client.put("/tasks", json={}),
+    }
+    for code, response in seen.items():
+        body = await problem(response, response.status_code)
+        assert body["code"] == code, body
+        assert body["title"]  # the status phrase
