@@ -74,7 +74,8 @@ class TaskHandle:
         return record.result
 
     async def cancel(self) -> TaskRecord:
-        """Ask the task to stop (see the SPEC's rules per executor)."""
+        """Ask the task to stop: a queued one never starts, an async one is cancelled at its next
+        await, a thread one sees ``cancel_requested()``, a process one is killed."""
         self.record = await self._service.cancel(self.id)
         return self.record
 
