@@ -39,6 +39,7 @@ from .errors import (
     TaskStillActive,
 )
 from .events import EventHub, Subscription, wait_until_set
+from .feed import Feed
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
 from .logs import task_event
@@ -65,7 +66,9 @@ class TaskService:
         self.registry = Registry()
         self.store = store or open_store(self.settings.store)
         self.store.on_change = self._on_change
-        self.hub = EventHub(self.settings.expose_tracebacks)
+        self.hub = EventHub(self.settings.expose_tracebacks, Feed(
+            self.settings.events_buffer, self.settings.events_queue,
+            self.settings.max_event_streams, self.settings.expose_tracebacks))
         self.metrics = Metrics(self._gauges)
         self.runner = Runner(self.store, self.registry, self.metrics, self.settings)
         self._cursors = CursorCodec()
@@ -147,11 +150,14 @@ class TaskService:
 
     async def _drain(self, grace: float | None) -> None:
         grace = self.settings.shutdown_grace if grace is None else grace
-        await asyncio.gather(*self._admitting)  # accepted before the stop: not lost
-        await self.runner.drain(grace)
-        if not self.store.durable:  # nothing will ever run what is left: say so
-            await self.store.abandon_pending(time.time(), TaskError(
-                "Interrupted", "the service shut down before the task ran"))
+        try:
+            await asyncio.gather(*self._admitting)  # accepted before the stop: not lost
+            await self.runner.drain(grace)
+            if not self.store.durable:  # nothing will ever run what is left: say so
+                await self.store.abandon_pending(time.time(), TaskError(
+                    "Interrupted", "the service shut down before the task ran"))
+        finally:
+            self.hub.feed.close()  # its streams end once they have sent these last changes
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain (see :meth:`drain`), then close the store."""

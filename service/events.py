@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Literal
 
+from .feed import Feed
 from .models import JSON, TaskRecord
 
 EventKind = Literal["status", "progress"]
@@ -22,15 +23,19 @@ class TaskEvent:
 
 
 class EventHub:
-    """Per-task listeners and terminal waiters. Costs one dict look-up when nobody listens."""
+    """Per-task listeners, terminal waiters and the service-wide :class:`Feed`. Costs one
+    dict look-up and one flag check when nobody listens."""
 
-    def __init__(self, include_traceback: bool = False) -> None:
+    def __init__(self, include_traceback: bool = False, feed: Feed | None = None) -> None:
         self._include_traceback = include_traceback
+        self.feed = feed if feed is not None else Feed(include_traceback=include_traceback)
         self._listeners: dict[str, set[asyncio.Queue[TaskEvent]]] = {}
         self._finished: dict[str, asyncio.Event] = {}
 
     def publish(self, kind: EventKind, record: TaskRecord) -> None:
         """Tell listeners of ``record`` about a change; wake waiters when it is terminal."""
+        if self.feed.armed:
+            self.feed.publish(kind, record)
         queues = self._listeners.get(record.id)
         if queues:
             event = TaskEvent(kind, record.to_json(self._include_traceback), record.terminal)
@@ -67,7 +72,8 @@ class EventHub:
             waiter.set()
 
     def listener_count(self) -> int:
-        return sum(len(q) for q in self._listeners.values())
+        """Open subscriptions: of one task each, and readers of the feed."""
+        return sum(len(q) for q in self._listeners.values()) + self.feed.reader_count()
 
     def _attach(self, task_id: str, queue: asyncio.Queue[TaskEvent]) -> None:
         self._listeners.setdefault(task_id, set()).add(queue)

@@ -52,6 +52,14 @@ class Settings:
     retry_backoff: float = 1.0
     retry_backoff_max: float = 300.0
     sse_keepalive: float = 15.0
+    events_buffer: int = 1000
+    """Recent events each process keeps for ``GET /events`` readers that reconnect with
+    ``Last-Event-ID`` (0: no resuming)."""
+    events_queue: int = 1000
+    """Events held for one ``GET /events`` reader that does not keep up; past it the reader
+    gets a ``reset`` event instead."""
+    max_event_streams: int = 100
+    """``GET /events`` streams open at once in one process; past it, 429."""
     poll_after: int = 1
     expose_tracebacks: bool = False
     sweep_interval: float = 5.0
@@ -157,5 +165,6 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _POSITIVE = frozenset({"max_concurrency", "max_body", "max_result", "max_queue", "thread_workers",
                        "process_workers", "max_batch", "max_page", "sweep_interval",
-                       "sse_keepalive", "lease", "poll_interval"})
+                       "sse_keepalive", "lease", "poll_interval", "events_queue",
+                       "max_event_streams"})
 _DEFAULTS = Settings()

@@ -14,6 +14,7 @@ from ..handles import Decorator, TaskFunction, TaskOptions
 from ..handles import task as declare_task
 from ..settings import Settings
 from ..stores import TaskStore
+from . import feed  # noqa: F401  (the import adds GET /events to the API blueprint)
 from .api import api
 from .binding import AppBinding, Options
 from .docs import docs
