@@ -18,7 +18,7 @@ from .models import Submission
 from .settings import DEMO_MODULE, Settings
 from .web import Offload
 from .web.api import LOCATION, json_response
-from .web.docs import INFO
+from .web.docs import INFO, docs_page
 from .web.openapi import RETRY_AFTER, Answer, OffloadOpenAPIProvider, answers, problems
 from .web.problems import register_app_handlers
 from .workers import report_refusal
@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None) -> Quart:
     # of all its routes at /openapi.json and /docs, its own route included.
     offload = Offload(app, settings=settings, url_prefix="", openapi=False)
     plain = app.make_response
-    QuartSchema(app, info=INFO, openapi_provider_class=OffloadOpenAPIProvider)
+    QuartSchema(app, info=INFO, openapi_provider_class=OffloadOpenAPIProvider,
+                swagger_ui_path=None, redoc_ui_path=None, scalar_ui_path=None)
+    app.register_blueprint(docs_page)  # Offload's /docs: its own files, not a CDN's
     _skip_conversion_of_responses(app, plain)
     register_app_handlers(app)
 

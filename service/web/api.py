@@ -18,6 +18,7 @@ from quart_schema import (
     document_querystring,
     document_request,
     document_response,
+    operation_id,
 )
 from quart_schema.validation import QuerystringValidationError
 from werkzeug.exceptions import (
@@ -352,6 +353,7 @@ async def list_tasks(query_args: ListQuery) -> Response:
 @api.get("/task-types")
 @document_response(TaskTypesOut, 200)
 @problems(401)
+@operation_id("listTaskTypes")
 async def task_types() -> Response:
     """The registered task types, with a JSON Schema of each one's parameters."""
     registry = offload().service.registry
@@ -361,6 +363,7 @@ async def task_types() -> Response:
 @api.get("/stats")
 @document_response(StatsOut, 200)
 @problems(401)
+@operation_id("getStats")
 async def stats() -> Response:
     """Counts by status, queue depth, running tasks, capacity and uptime."""
     return json_response(await offload().service.stats(owner()))
@@ -369,6 +372,7 @@ async def stats() -> Response:
 @api.get("/metrics")
 @answers(Answer(200, "text/plain", {"type": "string"}, "Prometheus text format."))
 @problems(401)
+@operation_id("getMetrics")
 async def metrics() -> Response:
     """Prometheus metrics (text format)."""
     body = await offload().service.metrics_exposition()

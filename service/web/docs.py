@@ -4,6 +4,11 @@ They leave the host app alone: no quart-schema extension is installed on it (tha
 replace its JSON provider, its test client class and its ``make_response``), a host's own
 quart-schema document does not list Offload's routes, and Offload's document lists only
 them, built with quart-schema's defaults whatever the host configured for its own.
+
+The page, ``/docs``, is Swagger UI served from the package (vendored in ``static/swagger-ui``),
+started by a script file of its own, and sent with a Content-Security-Policy: no CDN, no
+inline script. The standalone service serves the same page (:data:`docs_page`) next to its
+own document of all its routes.
 """
 
 from __future__ import annotations
@@ -11,27 +16,46 @@ from __future__ import annotations
 import html
 import weakref
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from quart import Blueprint, Quart, Response, current_app
+from quart import Blueprint, Quart, Response, current_app, send_from_directory
 from quart_schema import QuartSchema
 from werkzeug.routing.rules import Rule
 
 from .. import jsonutil
 from .openapi import OffloadOpenAPIProvider, is_offload_endpoint
 
-docs = Blueprint("offload_docs", __name__)
-
 INFO = {"title": "Offload", "version": "0.1.0"}
-SWAGGER_JS = "https://cdnjs.cloudflare.com/ajax/libs/swagger-ui/5.4.2/swagger-ui-bundle.js"
-SWAGGER_CSS = "https://cdnjs.cloudflare.com/ajax/libs/swagger-ui/5.4.2/swagger-ui.min.css"
+SWAGGER_UI_VERSION = "5.35.0"  # vendored in static/swagger-ui (see its NOTICE)
+ASSETS = "docs/swagger-ui"  # where the page's files are served, under the API's prefix
+
+SWAGGER_UI_FILES = Path(__file__).resolve().parent / "static" / "swagger-ui"
+
+docs_page = Blueprint("offload_docs_page", __name__)
+"""The interactive documentation: ``/docs`` and its files, Swagger UI's included, served by
+Offload itself (nothing from another host: it works offline)."""
+
+docs = Blueprint("offload_docs", __name__)
+"""What an embedding app gets: Offload's own document at ``openapi.json``, and the page."""
+docs.register_blueprint(docs_page)
+
+# Relative URLs: the page is at <prefix>/docs, its document at <prefix>/openapi.json.
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<link rel="stylesheet" href="{css}"></head>
-<body><div id="swagger-ui"></div><script src="{js}"></script>
-<script>SwaggerUIBundle({{url: "{url}", dom_id: "#swagger-ui", deepLinking: true}});</script>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{assets}/swagger-ui.css"></head>
+<body><div id="swagger-ui" data-openapi-url="openapi.json"></div>
+<script src="{assets}/swagger-ui-bundle.js"></script>
+<script src="{assets}/offload-docs.js"></script>
 </body></html>
 """
+# Scripts from this origin only, no inline script; Swagger UI sets inline styles.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
 # What quart-schema's extension would set on an app that uses it (see _AppView).
 QUART_SCHEMA_DEFAULTS: dict[str, Any] = {"QUART_SCHEMA_CONVERSION_PREFERENCE": None,
                          "QUART_SCHEMA_CONVERT_CASING": False,
@@ -77,9 +101,19 @@ async def openapi() -> Response:
     return Response(body, 200, content_type="application/json")
 
 
-@docs.get("/docs")
-async def docs_page() -> Response:
-    """Interactive documentation of Offload's API."""
-    page = PAGE.format(title=html.escape(str(INFO["title"])), css=SWAGGER_CSS,
-                       js=SWAGGER_JS, url="openapi.json")
-    return Response(page, 200, content_type="text/html; charset=utf-8")
+@docs_page.get("/docs")
+async def swagger_ui() -> Response:
+    """Interactive documentation of Offload's API (Swagger UI, served from here)."""
+    page = PAGE.format(title=html.escape(str(INFO["title"])), assets=ASSETS)
+    response = Response(page, 200, content_type="text/html; charset=utf-8")
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@docs_page.get(f"/{ASSETS}/<path:filename>")
+async def swagger_ui_file(filename: str) -> Response:
+    """A file of the page: Swagger UI's script and styles, their licenses, our start-up."""
+    # a view of our own, not a blueprint's static folder: a function that can be hidden
+    # from a host app's document, as every Offload view is
+    return await send_from_directory(SWAGGER_UI_FILES, filename)

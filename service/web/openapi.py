@@ -4,15 +4,17 @@ quart-schema documents JSON bodies from the pydantic models. This provider adds 
 cannot say: problem details as ``application/problem+json`` (with ``WWW-Authenticate``,
 ``Retry-After`` and ``Allow`` where they are sent), non-JSON answers (the dashboard, metrics,
 event streams, 204), response headers (``Location``, ``Retry-After``), the bounds that come
-from settings (``limit``, ``wait``, ``delay``), and the body of ``POST /tasks`` task type by
-task type: for each registered type, its name and the arguments it takes, positionally or
-by keyword, so that a body fits the document exactly when the service would accept it.
+from settings (``limit``, ``wait``, ``delay``), the body of ``POST /tasks`` and each task
+type's parameters (:mod:`.openapi_submission`), and the bearer scheme when tokens are set.
+
+And what client generators need: plain operation ids (``submitTask``, ``getTask``: the view's
+name in camelCase, or the id its ``operation_id`` decorator gives, with no HTTP method in
+front), and each answer's model a component it refers to.
 """
 
 from __future__ import annotations
 
 import copy
-import inspect
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,10 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from quart_schema import document_response
 from quart_schema.conversion import model_schema
-from quart_schema.openapi import QUART_SCHEMA_HIDDEN_ATTRIBUTE, OpenAPIProvider
+from quart_schema.openapi import (
+    QUART_SCHEMA_HIDDEN_ATTRIBUTE,
+    QUART_SCHEMA_OPERATION_ID_ATTRIBUTE,
+    OpenAPIProvider,
+)
 from werkzeug.routing.rules import Rule
 
-from ..registry import TaskType
+from .openapi_submission import submission_components
 from .schemas import Problem, TaskOut
 
 if TYPE_CHECKING:
@@ -32,7 +38,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 Schema = dict[str, Any]
 Refine = Callable[[Schema, "Offload"], None]
-OFFLOAD_BLUEPRINTS = frozenset({"offload_api", "offload_public", "offload_docs"})
+OFFLOAD_BLUEPRINT_PREFIX = "offload_"  # every blueprint of Offload's is named so
+DOCS_BLUEPRINTS = frozenset({"offload_docs", "offload_docs_page"})  # not in the document
 
 ANSWERS = "_offload_openapi_answers"
 REFINE = "_offload_openapi_refine"
@@ -126,7 +133,7 @@ def refine(function: Refine) -> Callable[[F], F]:
 
 def is_offload_endpoint(endpoint: str) -> bool:
     """An endpoint of one of Offload's own blueprints."""
-    return endpoint.partition(".")[0] in OFFLOAD_BLUEPRINTS
+    return endpoint.partition(".")[0].startswith(OFFLOAD_BLUEPRINT_PREFIX)
 
 
 def hide_from_host_documents(view_functions: dict[str, Callable[..., Any]]) -> None:
@@ -147,7 +154,7 @@ class OffloadOpenAPIProvider(OpenAPIProvider):
     def generate_rules(self) -> Iterable[Rule]:
         for rule in self._app.url_map.iter_rules():
             view = self._app.view_functions[rule.endpoint]
-            if rule.websocket or rule.endpoint.startswith("offload_docs."):
+            if rule.websocket or rule.endpoint.partition(".")[0] in DOCS_BLUEPRINTS:
                 continue
             if is_offload_endpoint(rule.endpoint) or not getattr(
                     view, QUART_SCHEMA_HIDDEN_ATTRIBUTE, False):
@@ -171,12 +178,33 @@ class OffloadOpenAPIProvider(OpenAPIProvider):
                     if answer.links:
                         responses[str(answer.status)]["links"] = {
                             name: self._link(rule, link) for name, link in answer.links.items()}
+                if len(path_item) > 1:  # one view, several methods: an id for each
+                    operation["operationId"] = camel_case(f"{method}_{operation['operationId']}")
                 if not responses:
                     # A route of the host app that documents nothing: say so, validly.
                     responses["default"] = {"description": "Not documented."}
                 if refinement is not None and offload is not None:
                     refinement(operation, offload)
         return paths, components
+
+    def operation_id(self, method: str, path: str, func: Callable[..., Any]) -> str:
+        """The id quart-schema's ``operation_id`` decorator gave the view, as it is, else the
+        view's name in camelCase (``get_task``: ``getTask``): what a generated client's
+        functions are named after, so no HTTP method in front (quart-schema's default)."""
+        explicit: str | None = getattr(func, QUART_SCHEMA_OPERATION_ID_ATTRIBUTE, None)
+        return explicit if explicit is not None else camel_case(func.__name__)
+
+    def build_response_object(self, model: type[Any], headers_model: type[Any] | None
+                              ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """As quart-schema's, with the model's schema a component that the answer refers
+        to, not a copy per answer (one model per type in a generated client)."""
+        response, definitions = super().build_response_object(model, headers_model)
+        body = response["content"]["application/json"]
+        name = body["schema"].get("title")
+        if isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            definitions[name] = body["schema"]
+            body["schema"] = {"$ref": f"#/components/schemas/{name}"}
+        return response, definitions
 
     def _link(self, rule: Rule, link: Link) -> Schema:
         blueprint, _, _ = rule.endpoint.rpartition(".")
@@ -194,9 +222,34 @@ class OffloadOpenAPIProvider(OpenAPIProvider):
             schemas["TaskOut"] = task
         offload: Offload | None = self._app.extensions.get("offload")
         if offload is not None:
-            document["components"]["schemas"].update(submission_components(
+            schemas.pop("SubmitBody", None)  # what quart-schema made of it: see Submission
+            schemas.update(submission_components(
                 list(offload.service.registry), offload.service.settings.max_delay))
+            if offload.auth.enabled:
+                declare_bearer_tokens(document)
         return document
+
+
+def camel_case(name: str) -> str:
+    """``list_tasks`` -> ``listTasks``."""
+    first, *rest = [part for part in name.split("_") if part] or [name]
+    return first[:1].lower() + first[1:] + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+BEARER = "bearerAuth"
+
+
+def declare_bearer_tokens(document: Schema) -> None:
+    """The bearer scheme, required by every operation that answers 401 without a token (all
+    but ``/healthz``, ``/readyz``, the page and the document), so that a client generator
+    and Swagger UI's "Authorize" know to send ``Authorization: Bearer <token>``."""
+    document["components"]["securitySchemes"] = {BEARER: {
+        "type": "http", "scheme": "bearer",
+        "description": "One of the tokens of OFFLOAD_API_TOKENS."}}
+    for path_item in document["paths"].values():
+        for operation in path_item.values():
+            if "401" in operation.get("responses", {}):
+                operation["security"] = [{BEARER: []}]
 
 
 def _apply(responses: dict[str, Any], answer: Answer) -> None:
@@ -285,107 +338,3 @@ def refine_batch(operation: Schema, offload: Offload) -> None:
             "type": "array", "minItems": 1, "maxItems": offload.service.settings.max_batch,
             "items": {"$ref": "#/components/schemas/Submission"}}},
     }}}}
-
-
-# -- the submission body, type by type --------------------------------------------------------
-
-def submission_components(task_types: list[TaskType], max_delay: float
-                          ) -> dict[str, Schema]:
-    """``Submission`` (one of the task types' bodies) and what its variants refer to."""
-    options = copy.deepcopy(OPTIONS)
-    options["delay"]["anyOf"][0]["maximum"] = max_delay
-    components: dict[str, Schema] = {}
-    variants: list[Schema] = []
-    for task_type in task_types:
-        schema = task_type.parameters_schema()
-        prefix = re.sub(r"[^A-Za-z0-9._-]", "_", task_type.name)
-        definitions = schema.pop("$defs", {})
-        schema = _rebase_refs(schema, prefix)
-        for name, definition in definitions.items():
-            components[f"{prefix}.{name}"] = _rebase_refs(definition, prefix)
-        variants += _variants(task_type, schema.get("properties", {}), options)
-    components["Submission"] = {
-        "title": "Submission",
-        "description": "A task to run: a registered task type's name and its arguments, "
-                       "positionally (args) or by keyword (kwargs), with options.",
-        "oneOf": variants,
-    } if variants else {"title": "Submission", "not": {}}
-    return components
-
-
-def _rebase_refs(schema: Any, prefix: str) -> Any:
-    if isinstance(schema, dict):
-        return {k: (f"#/components/schemas/{prefix}.{v.rsplit('/', 1)[1]}"
-                    if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/")
-                    else _rebase_refs(v, prefix)) for k, v in schema.items()}
-    if isinstance(schema, list):
-        return [_rebase_refs(item, prefix) for item in schema]
-    return schema
-
-
-OPTIONS: Schema = {
-    "delay": {"anyOf": [{"type": "number", "minimum": 0}, {"type": "null"}],
-              "description": "Start no sooner than this many seconds from now."},
-    "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1,
-                 "description": "Higher runs first."},
-    "timeout": {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "null"}],
-                "description": "Seconds before the task is stopped; overrides the type's."},
-}
-
-
-def _variants(task_type: TaskType, properties: dict[str, Schema], options: Schema
-              ) -> list[Schema]:
-    """One body schema per number of arguments given by position: the first ``k``
-    positional parameters in ``args``, every other parameter by keyword in ``kwargs``."""
-    params = list(inspect.signature(task_type.fn).parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    keyword_only = [p for p in params if p.kind is p.KEYWORD_ONLY]
-    var_args = next((p for p in params if p.kind is p.VAR_POSITIONAL), None)
-    var_kwargs = next((p for p in params if p.kind is p.VAR_KEYWORD), None)
-    variants = []
-    for k in range(len(positional) + 1):
-        by_keyword = [p for p in positional[k:] if p.kind is p.POSITIONAL_OR_KEYWORD]
-        skipped = [p for p in positional[k:] if p.kind is p.POSITIONAL_ONLY]
-        if any(p.default is p.empty for p in skipped):
-            continue  # a required positional-only parameter cannot be left out
-        args = _args_schema(k, positional, var_args, properties)
-        keywords = [*by_keyword, *keyword_only]
-        kwargs: Schema = {
-            "type": "object",
-            "properties": {p.name: _prop(properties, p.name) for p in keywords},
-            "required": [p.name for p in keywords if p.default is p.empty],
-            "additionalProperties": (_prop(properties, var_kwargs.name).get(
-                "additionalProperties", True) if var_kwargs is not None else False),
-        }
-        body_required = ["name"]
-        if k:
-            body_required.append("args")
-        if kwargs["required"]:
-            body_required.append("kwargs")
-        variants.append({
-            "title": f"{task_type.name} ({k} by position)" if positional else task_type.name,
-            "type": "object", "additionalProperties": False, "required": body_required,
-            "properties": {"name": {"const": task_type.name}, "args": args, "kwargs": kwargs,
-                           **options},
-        })
-    return variants
-
-
-def _args_schema(k: int, positional: list[inspect.Parameter],
-                 var_args: inspect.Parameter | None, properties: dict[str, Schema]) -> Schema:
-    """``args`` holding the first ``k`` positional parameters (and ``*args`` after all)."""
-    args: Schema = {"type": "array", "minItems": k}
-    if k:
-        args["prefixItems"] = [_prop(properties, p.name) for p in positional[:k]]
-    if var_args is not None and k == len(positional):
-        args["items"] = _prop(properties, var_args.name).get("items", {})
-    else:
-        args["items"] = False
-        args["maxItems"] = k
-    return args
-
-
-def _prop(properties: dict[str, Schema], name: str) -> Schema:
-    schema = dict(properties.get(name, {}))
-    schema.pop("title", None)
-    return schema

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response, current_app
-from quart_schema import document_response
+from quart_schema import document_response, operation_id
 
 from .. import jsonutil
 from .openapi import Answer, answers, problems
@@ -27,6 +27,7 @@ DASHBOARD = """<!doctype html>
 
 @public.get("/healthz")
 @document_response(HealthOut, 200)
+@operation_id("checkLiveness")
 async def healthz() -> Response:
     """Liveness: the process answers."""
     return Response(jsonutil.dumps({"status": "ok"}), 200, content_type="application/json")
@@ -35,6 +36,7 @@ async def healthz() -> Response:
 @public.get("/readyz")
 @document_response(HealthOut, 200)
 @problems(503)
+@operation_id("checkReadiness")
 async def readyz() -> Response:
     """Readiness: 503 while starting or draining."""
     extension = current_app.extensions["offload"]

@@ -163,7 +163,7 @@ async def test_offloads_routes_parse_json_strictly_under_their_prefix(schema: bo
         page = await (await client.get("/offload/docs")).get_data(as_text=True)
         spec: dict[str, Any] = await (await client.get("/offload/openapi.json")).get_json()
 
-    assert 'url: "openapi.json"' in page
+    assert 'data-openapi-url="openapi.json"' in page
     assert spec["info"]["title"] == "Offload"
     assert {"/offload/tasks", "/offload/tasks/{task_id}", "/offload/stats",
             "/offload/metrics", "/offload/healthz", "/offload/"} <= spec["paths"].keys()

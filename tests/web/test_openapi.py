@@ -1,19 +1,25 @@
 """What /openapi.json says beyond quart-schema's defaults (service/web/openapi.py): the
-real media types and headers of answers, the bounds that come from settings, and the
-submission body task type by task type. tests/test_schemathesis.py checks the service
-against all of it; these tests pin the document itself."""
+real media types and headers of answers, the bounds that come from settings, the submission
+body and each task type's parameters, plain operation ids, the bearer scheme when tokens are
+set, and nothing that client generators refuse. tests/test_schemathesis.py checks the
+service against all of it, tests/e2e/test_generated_client.py generates clients from it;
+these tests pin the document itself."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from quart import Quart
+from quart import Blueprint, Quart
 from quart.typing import TestClientProtocol as Client
 from quart_schema import QuartSchema
 
 from service import Offload
+from service.web.openapi import camel_case
+from service.web.openapi_submission import parameters_component_name
 
 from ..conftest import settings
 from .conftest import MakeClient
@@ -66,31 +72,176 @@ async def test_bounds_come_from_the_settings(make_client: MakeClient) -> None:
                  if p["name"] == "limit")
     batch = spec["paths"]["/tasks/batch"]["post"]["requestBody"]["content"][
         "application/json"]["schema"]["properties"]["tasks"]
-    variant = spec["components"]["schemas"]["Submission"]["oneOf"][0]
+    delay = spec["components"]["schemas"]["Submission"]["properties"]["delay"]
 
     assert wait["schema"]["maximum"] == 7.5
     assert limit["schema"]["maximum"] == 33
     assert batch["maxItems"] == 12
-    assert variant["properties"]["delay"]["anyOf"][0]["maximum"] == 99.0
+    assert {"type": "number", "minimum": 0, "maximum": 99.0} in delay["anyOf"]
 
 
-async def test_submission_is_one_of_the_task_types_by_position_or_keyword(
+async def test_submission_is_one_object_with_the_task_types_as_an_enum(
     client: Client,
 ) -> None:
     spec = await spec_of(client)
-    variants = spec["components"]["schemas"]["Submission"]["oneOf"]
-    add = [v for v in variants if v["properties"]["name"] == {"const": "add"}]
-    keyword_only = [v for v in variants
-                    if v["properties"]["name"] == {"const": "keyword_only"}]
+    submission = spec["components"]["schemas"]["Submission"]
+    properties = submission["properties"]
+    types = await (await client.get("/task-types")).get_json()
 
-    # add(a: int, b: int): none, one or both by position, the rest by keyword
-    assert [v["properties"]["args"]["maxItems"] for v in add] == [0, 1, 2]
-    assert [v["properties"]["kwargs"]["required"] for v in add] == [["a", "b"], ["b"], []]
-    assert add[1]["properties"]["args"]["prefixItems"] == [{"type": "integer"}]
-    assert all(v["additionalProperties"] is False for v in add)
-    # keyword_only(*, size: int, label: str = "x"): only by keyword
-    assert len(keyword_only) == 1
-    assert keyword_only[0]["properties"]["kwargs"]["required"] == ["size"]
+    assert submission["type"] == "object"
+    assert not {"oneOf", "anyOf", "allOf"} & submission.keys()
+    assert submission["required"] == ["name"]
+    assert properties["name"]["enum"] == [t["name"] for t in types["items"]]
+    assert properties["args"]["type"] == "array"
+    assert properties["kwargs"]["type"] == "object"
+    assert {"delay", "priority", "timeout"} <= properties.keys()
+    body = spec["paths"]["/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/Submission"}
+    batch = spec["paths"]["/tasks/batch"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]["properties"]["tasks"]
+    assert batch["items"] == {"$ref": "#/components/schemas/Submission"}
+    assert "SubmitBody" not in spec["components"]["schemas"]  # one model, not two
+
+
+async def test_each_task_type_has_its_parameters_as_a_named_component(
+    client: Client,
+) -> None:
+    schemas = (await spec_of(client))["components"]["schemas"]
+    types = (await (await client.get("/task-types")).get_json())["items"]
+    by_name = {t["name"]: t["parameters"] for t in types}
+
+    add = schemas["AddParameters"]
+    assert add["title"] == "AddParameters"
+    assert add["required"] == ["a", "b"]
+    assert add["properties"]["a"]["type"] == "integer"
+    keyword_only = schemas["KeywordOnlyParameters"]
+    assert keyword_only["required"] == ["size"]
+    assert keyword_only["properties"]["label"]["default"] == "x"
+    for name, parameters in by_name.items():  # the same schema GET /task-types gives
+        component = schemas[parameters_component_name(name)]
+        assert component["properties"] == parameters["properties"], name
+        assert component.get("required") == parameters.get("required"), name
+
+
+async def test_a_wrong_argument_is_a_documented_422(client: Client) -> None:
+    spec = await spec_of(client)
+    documented = responses(spec, "/tasks", "post")["422"]
+
+    response = await client.post("/tasks", json={"name": "add", "args": [2],
+                                                 "kwargs": {"b": "three"}})
+
+    assert response.status_code == 422
+    assert response.mimetype in documented["content"]
+    assert "kwargs.b" in {e["field"] for e in (await response.get_json())["errors"]}
+
+
+# Keywords whose value is a schema: a generator (openapi-python-client) refuses a boolean
+# there, though OpenAPI 3.1 allows it. additionalProperties: false it takes.
+SCHEMA_VALUED = {"items", "not", "if", "then", "else", "contains", "propertyNames",
+                 "additionalItems", "unevaluatedItems", "unevaluatedProperties",
+                 "contentSchema", "schema"}
+SCHEMA_LISTS = {"prefixItems", "allOf", "anyOf", "oneOf"}
+SCHEMA_MAPS = {"properties", "patternProperties", "$defs", "dependentSchemas"}
+
+
+def boolean_schemas(node: Any, where: str = "#") -> list[str]:
+    """Where the document has ``true`` or ``false`` in place of a schema."""
+    found: list[str] = []
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            found += boolean_schemas(item, f"{where}/{i}")
+    if not isinstance(node, dict):
+        return found
+    for key, value in node.items():
+        here = f"{where}/{key}"
+        if key in SCHEMA_VALUED and isinstance(value, bool):
+            found.append(here)
+        elif key in SCHEMA_LISTS and isinstance(value, list):
+            found += [f"{here}/{i}" for i, v in enumerate(value) if isinstance(v, bool)]
+        elif key in SCHEMA_MAPS and isinstance(value, dict):
+            found += [f"{here}/{k}" for k, v in value.items() if isinstance(v, bool)]
+        found += boolean_schemas(value, here)
+    return found
+
+
+def references(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        own = {node["$ref"]} if isinstance(node.get("$ref"), str) else set()
+        return own.union(*(references(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(references(v) for v in node))
+    return set()
+
+
+async def test_no_boolean_schemas_and_every_reference_resolves(client: Client) -> None:
+    spec = await spec_of(client)
+    schemas = spec["components"]["schemas"]
+
+    assert boolean_schemas(spec) == []
+    assert boolean_schemas({"items": False, "properties": {"x": True}}) == [
+        "#/items", "#/properties/x"]  # the walk itself finds them
+    for ref in references(spec):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PLAIN_IDS = {
+    ("post", "/tasks"): "submitTask", ("post", "/tasks/batch"): "submitBatch",
+    ("get", "/tasks/{task_id}"): "getTask", ("get", "/tasks"): "listTasks",
+    ("post", "/tasks/{task_id}/cancel"): "cancelTask",
+    ("delete", "/tasks/{task_id}"): "deleteTask",
+    ("get", "/tasks/{task_id}/events"): "taskEvents", ("get", "/task-types"): "listTaskTypes",
+    ("get", "/stats"): "getStats", ("get", "/metrics"): "getMetrics",
+    ("get", "/healthz"): "checkLiveness", ("get", "/readyz"): "checkReadiness",
+}
+
+
+def operation_ids(spec: Spec, prefix: str = "") -> dict[tuple[str, str], str]:
+    return {(method, path.removeprefix(prefix)): operation["operationId"]
+            for path, item in spec["paths"].items() for method, operation in item.items()}
+
+
+def assert_plain(ids: dict[tuple[str, str], str]) -> None:
+    """Every operation: a unique camelCase id, no HTTP method and underscore in front."""
+    assert len(set(ids.values())) == len(ids), ids
+    for (method, path), operation_id in ids.items():
+        assert re.fullmatch(r"[a-z][A-Za-z0-9]*", operation_id), (method, path, operation_id)
+        assert not operation_id.startswith(tuple(f"{m}_" for m in HTTP_METHODS))
+
+
+async def test_operations_have_plain_unique_camel_case_ids(client: Client) -> None:
+    ids = operation_ids(await spec_of(client))
+
+    assert_plain(ids)
+    assert PLAIN_IDS.items() <= ids.items()
+    assert ids[("get", "/process")] == "process"  # a route added later: its view's name
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("get_task", "getTask"), ("list_tasks", "listTasks"), ("healthz", "healthz"),
+    ("_private_view", "privateView"), ("get_task_2", "getTask2")])
+def test_a_view_name_becomes_a_camel_case_id(name: str, expected: str) -> None:
+    assert camel_case(name) == expected
+
+
+async def test_a_new_route_with_several_methods_gets_an_id_for_each() -> None:
+    app = Quart("host")
+    Offload(app, settings=settings(task_modules=()))
+    later = Blueprint("offload_later", __name__)
+
+    @later.route("/notes/<note>", methods=["GET", "PUT"])
+    async def note_view(note: str) -> str:
+        return note
+    app.register_blueprint(later, url_prefix="/offload")
+
+    async with app.test_app() as started:
+        spec = await spec_of(started.test_client(), "/offload")
+
+    ids = operation_ids(spec, "/offload")
+    assert_plain(ids)
+    assert {ids[("get", "/notes/{note}")], ids[("put", "/notes/{note}")]} == {
+        "getNoteView", "putNoteView"}
 
 
 async def test_answers_that_name_a_task_link_to_what_can_follow(client: Client) -> None:
@@ -100,6 +251,7 @@ async def test_answers_that_name_a_task_link_to_what_can_follow(client: Client) 
                      for op in item.values()}
 
     assert {"GetTask", "TaskEvents", "CancelTask", "DeleteTask"} == links.keys()
+    assert links["GetTask"]["operationId"] == "getTask"
     for link in links.values():
         assert link["operationId"] in operation_ids
         assert link["parameters"] == {"task_id": "$response.body#/id"}
@@ -169,7 +321,7 @@ class Point(BaseModel):
     y: int
 
 
-async def test_argument_models_become_components_the_variants_refer_to() -> None:
+async def test_argument_models_become_components_the_parameters_refer_to() -> None:
     app = Quart("shapes")
     offload = Offload(app, settings=settings(task_modules=()))
 
@@ -184,7 +336,74 @@ async def test_argument_models_become_components_the_variants_refer_to() -> None
             "point": {"x": 1, "y": 2}}})
 
     schemas = spec["components"]["schemas"]
-    by_keyword = schemas["Submission"]["oneOf"][0]["properties"]["kwargs"]["properties"]
+    by_keyword = schemas["PlotParameters"]["properties"]
     assert by_keyword["point"] == {"$ref": "#/components/schemas/plot.Point"}
     assert schemas["plot.Point"]["required"] == ["x", "y"]
     assert ok.status_code == 202
+
+
+# -- bearer tokens ------------------------------------------------------------------------
+
+BEARER = {"bearerAuth": {"type": "http", "scheme": "bearer",
+                         "description": "One of the tokens of OFFLOAD_API_TOKENS."}}
+OPEN = {("get", "/healthz"), ("get", "/readyz"), ("get", "/")}
+
+
+async def assert_security_where_a_token_is_asked(client: Client, prefix: str) -> None:
+    """Each operation declares the bearer scheme exactly when a call without a token is a
+    401 (asked for real, an id made up for each path parameter)."""
+    spec = await spec_of(client, prefix)
+    assert spec["components"]["securitySchemes"] == BEARER
+    asked = set()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            async with asyncio.timeout(10):  # a stream open to anyone would not end
+                answer = await client.open(re.sub(r"\{[^}]+\}", "nope", path),
+                                           method=method.upper())
+            key = (method, path.removeprefix(prefix))
+            if answer.status_code == 401:
+                asked.add(key)
+                assert operation["security"] == [{"bearerAuth": []}], key
+            else:
+                assert "security" not in operation, key
+    assert PLAIN_IDS.keys() - OPEN <= asked
+    assert not OPEN & asked
+
+
+async def test_with_tokens_the_document_declares_the_bearer_scheme(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(api_tokens=("secret-token",))
+
+    await assert_security_where_a_token_is_asked(client, "")
+
+
+async def test_an_embedded_api_declares_it_under_its_prefix_too() -> None:
+    app = Quart("host")
+    Offload(app, settings=settings(api_tokens=("secret-token",)))
+
+    async with app.test_app() as started:
+        await assert_security_where_a_token_is_asked(started.test_client(), "/offload")
+
+
+async def test_without_tokens_no_operation_asks_for_one(client: Client) -> None:
+    spec = await spec_of(client)
+
+    assert "securitySchemes" not in spec["components"]
+    assert not [op for item in spec["paths"].values() for op in item.values()
+                if "security" in op]
+
+
+async def test_an_embedded_document_gets_the_same_treatment() -> None:
+    app = Quart("host")
+    Offload(app, settings=settings())
+
+    async with app.test_app() as started:
+        spec = await spec_of(started.test_client(), "/offload")
+
+    ids = operation_ids(spec, "/offload")
+    assert_plain(ids)
+    assert PLAIN_IDS.items() <= ids.items()
+    assert boolean_schemas(spec) == []
+    assert "add" in spec["components"]["schemas"]["Submission"]["properties"]["name"]["enum"]
+    assert "AddParameters" in spec["components"]["schemas"]
