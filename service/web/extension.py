@@ -17,6 +17,7 @@ from ..stores import TaskStore
 from . import feed  # noqa: F401  (the import adds GET /events to the API blueprint)
 from .api import api
 from .binding import AppBinding, Options
+from .dashboard import dashboard
 from .docs import docs
 from .headers import optional_header
 from .openapi import hide_from_host_documents
@@ -25,7 +26,7 @@ from .request_ids import install as install_request_ids
 
 DEFAULT_PREFIX = "/offload"
 
-for _blueprint in (api, public):
+for _blueprint in (api, public, dashboard):
     install_request_ids(_blueprint)
 
 
@@ -90,6 +91,7 @@ class Offload:
         prefix = self.url_prefix or None
         app.register_blueprint(api, url_prefix=prefix)
         app.register_blueprint(public, url_prefix=prefix)
+        app.register_blueprint(dashboard, url_prefix=prefix)
         if self._openapi:
             app.register_blueprint(docs, url_prefix=prefix)
         hide_from_host_documents(app.view_functions)
