@@ -99,7 +99,7 @@ def from_schema_error(error: RequestSchemaValidationError) -> Response:
             where = ".".join(str(part) for part in item["loc"]) or "body"
             fields.append(FieldError(where, item["msg"]))
     detail = "invalid query parameters" if is_query else "the request body does not fit"
-    return problem(status, detail, code="invalid-query" if is_query else "invalid-body",
+    return problem(status, detail, code="bad-query" if is_query else "invalid-body",
                    field_errors=fields)
 
 

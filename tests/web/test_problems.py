@@ -309,7 +309,7 @@ async def test_each_problem_has_a_stable_code(client: Client) -> None:
         "invalid-body": await client.post("/tasks", json={"name": "add", "bogus": 1}),
         "unknown-task-type": await client.post("/tasks", json={"name": "no_such_task"}),
         "invalid-submission": await client.post("/tasks", json={"name": "add", "args": [1]}),
-        "invalid-query": await client.get("/tasks?limit=0"),
+        "bad-query": await client.get("/tasks?limit=0"),
         "task-not-found": await client.get("/tasks/" + "A" * 24),
         "not-found": await client.get("/no/such/route"),
         "method-not-allowed": await client.put("/tasks", json={}),
