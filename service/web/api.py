@@ -31,6 +31,7 @@ from werkzeug.routing import BaseConverter
 
 from .. import jsonutil
 from ..core import Submission
+from ..errors import BadQuery
 from ..models import JSON, TaskRecord
 from .events import event_stream
 from .headers import optional_header
@@ -296,7 +297,7 @@ async def get_task(task_id: str, query_args: WaitQuery) -> Response:
     if query_args.wait is None:
         return task_response(await service.get(task_id, owner()))
     if query_args.wait > service.settings.max_wait:
-        raise BadRequest(f"wait must be between 0 and {service.settings.max_wait:g} seconds")
+        raise BadQuery(f"wait must be between 0 and {service.settings.max_wait:g} seconds")
     return task_response(await service.wait(task_id, query_args.wait, owner()))
 
 
