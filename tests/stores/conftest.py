@@ -8,22 +8,33 @@ from pathlib import Path
 import pytest
 
 from service.stores import SQLiteStore, TaskStore, open_store
+from tests.redis_server import fresh_prefix, redis_server
 
 from .contract import Events
 from .copying import CopyingStore
 
+__all__ = ["redis_server"]  # the session's redis-server, for the Redis tests
+
+
+def _redis(request: pytest.FixtureRequest) -> TaskStore:
+    server = request.getfixturevalue("redis_server")
+    return open_store(f"{server.url}?prefix={fresh_prefix()}")
+
+
 STORES = [
-    pytest.param(lambda tmp: open_store("memory://"), id="memory"),
-    pytest.param(lambda tmp: open_store(f"sqlite:///{tmp}/tasks.db"), id="sqlite"),
-    pytest.param(lambda tmp: CopyingStore(), id="copying"),
+    pytest.param(lambda tmp, request: open_store("memory://"), id="memory"),
+    pytest.param(lambda tmp, request: open_store(f"sqlite:///{tmp}/tasks.db"), id="sqlite"),
+    pytest.param(lambda tmp, request: CopyingStore(), id="copying"),
+    pytest.param(lambda tmp, request: _redis(request), id="redis"),
 ]
 
 
 @pytest.fixture(params=STORES)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[TaskStore]:
-    """An open store of each backend in turn (SQLite modules have one of their own)."""
-    make: Callable[[Path], TaskStore] = request.param
-    opened = make(tmp_path)
+    """An open store of each backend in turn (SQLite modules have one of their own; Redis
+    ones share the session's server, each test under a key prefix of its own)."""
+    make: Callable[[Path, pytest.FixtureRequest], TaskStore] = request.param
+    opened = make(tmp_path, request)
     await opened.open()
     yield opened
     await opened.close()

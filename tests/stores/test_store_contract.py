@@ -297,10 +297,15 @@ async def test_pending_records_at_the_end(store: TaskStore) -> None:
         assert (await fetch(store, queued.id)).error == TaskError("Interrupted", "the end")
 
 
-@pytest.mark.parametrize("url", ["redis://localhost", "memory", "", "sqlite:/x.db",
+@pytest.mark.parametrize("url", ["memory", "", "sqlite:/x.db",
                                  "sqlite://host/x.db", "sqlite:///", "sqlite:///:memory:",
                                  "sqlite:///x.db?nope=1", "sqlite:///x.db?busy_timeout=soon",
-                                 "sqlite:///x.db?synchronous=off"])
+                                 "sqlite:///x.db?synchronous=off", "redis://",
+                                 "redis://localhost/zero", "redis://localhost:port/0",
+                                 "redis://localhost/0?nope=1",
+                                 "redis://localhost/0?socket_timeout=0",
+                                 "redis://localhost/0?max_connections=many",
+                                 "redis://localhost/0?prefix="])
 def test_unknown_store_urls_are_a_clear_error(url: str) -> None:
     with pytest.raises(ValueError, match="OFFLOAD_STORE") as failure:
         open_store(url)
@@ -317,3 +322,5 @@ def test_store_flags() -> None:
     assert open_store("MEMORY://").shared is False
     sqlite = open_store("sqlite:///tasks.db")
     assert (sqlite.durable, sqlite.shared) == (True, True)
+    redis = open_store("redis://localhost:6379/0")
+    assert (redis.durable, redis.shared) == (True, True)
