@@ -18,11 +18,20 @@ interrupts it.
 
 Two things the schema cannot say are supplied from the service: a valid ``cursor`` is one it
 issued, and an ``Idempotency-Key`` is a first use (see the two helpers below).
+
+The document's ``Submission`` (the body of ``POST /tasks`` and of each batch item) is one
+object that client generators can model: a task type's name, ``args``, ``kwargs``, options.
+Which arguments each type takes it says apart, in ``<Name>Parameters``; a body that fits
+``Submission`` but not its type's parameters is a documented 422. So on the served document
+every check runs but "valid input is accepted" for those two operations, and that one runs
+on an exact variant of the document (:func:`exact_document`: each type's name with its
+``<Name>Parameters`` as ``kwargs``), where schema-valid means the service must accept it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import logging
 from collections.abc import Iterator
@@ -34,11 +43,15 @@ import pytest
 import schemathesis
 from quart import Quart
 from schemathesis import GenerationMode
+from schemathesis.checks import CheckFunction
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.python import asgi
+from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from service.app import create_app
 from service.settings import DEMO_MODULE
+from service.web.openapi_submission import parameters_component_name
 
 from .conftest import settings
 
@@ -88,10 +101,48 @@ def _openapi_document() -> dict[str, Any]:
     return asyncio.run(fetch())
 
 
-schema = schemathesis.openapi.from_dict(_openapi_document())
-schema.config.generation.update(modes=list(GenerationMode), max_examples=MAX_EXAMPLES,
-                                deterministic=True)
-schema.config.update(request_timeout=REQUEST_TIMEOUT)
+SUBMISSIONS = {("POST", "/tasks"), ("POST", "/tasks/batch")}
+
+
+def exact_document(document: dict[str, Any]) -> dict[str, Any]:
+    """The served document with ``Submission`` one variant per task type: its name, and as
+    ``kwargs`` its ``<Name>Parameters`` component (every demo task takes its arguments by
+    keyword), plus the options; so that a body valid here is one the service accepts."""
+    exact = copy.deepcopy(document)
+    schemas = exact["components"]["schemas"]
+    submission = schemas["Submission"]
+    options = {k: v for k, v in submission["properties"].items()
+               if k not in ("name", "args", "kwargs")}
+    variants = []
+    for name in submission["properties"]["name"]["enum"]:
+        parameters = parameters_component_name(name)
+        variants.append({
+            "type": "object", "additionalProperties": False,
+            "required": ["name", "kwargs"] if schemas[parameters].get("required") else ["name"],
+            "properties": {"name": {"const": name},
+                           "kwargs": {"$ref": f"#/components/schemas/{parameters}"}, **options},
+        })
+    schemas["Submission"] = {"oneOf": variants}
+    return exact
+
+
+def _configured(loaded: OpenApiSchema) -> OpenApiSchema:
+    loaded.config.generation.update(modes=list(GenerationMode), max_examples=MAX_EXAMPLES,
+                                    deterministic=True)
+    loaded.config.update(request_timeout=REQUEST_TIMEOUT)
+    return loaded
+
+
+DOCUMENT = _openapi_document()
+schema = _configured(schemathesis.openapi.from_dict(DOCUMENT))
+exact_submissions = _configured(schemathesis.openapi.from_dict(exact_document(DOCUMENT))
+                                ).include(operation_id=["submitTask", "submitBatch"])
+
+
+def excluded_checks(case: schemathesis.Case) -> list[CheckFunction]:
+    """On the served document, a submission that fits ``Submission`` may still be a 422
+    (an argument its type does not take): checked on :data:`exact_submissions` instead."""
+    return [positive_data_acceptance] if (case.method, case.path) in SUBMISSIONS else []
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -182,6 +233,16 @@ def test_api_conforms_to_its_openapi_document(case: schemathesis.Case, service: 
                                               ) -> None:
     _use_an_issued_cursor(case, service)
     _fresh_idempotency_key(case, service)
+    case.call_and_validate(excluded_checks=excluded_checks(case), **call_kwargs(case, service))
+
+
+@exact_submissions.parametrize()
+@hypothesis.settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+def test_submissions_that_fit_their_types_parameters_are_accepted(
+    case: schemathesis.Case, service: Service,
+) -> None:
+    _fresh_idempotency_key(case, service)
     case.call_and_validate(**call_kwargs(case, service))
 
 
@@ -204,6 +265,13 @@ def test_workflows_along_the_links_conform() -> None:
 
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
             return call_kwargs(case, self.service)
+
+        def validate_response(self, response: Any, case: schemathesis.Case,
+                              additional_checks: list[CheckFunction] | None = None,
+                              **kwargs: Any) -> None:
+            case.validate_response(response, additional_checks=additional_checks,
+                                   excluded_checks=excluded_checks(case),
+                                   transport_kwargs=kwargs or None, recorder=self.recorder)
 
     Workflow.run(settings=hypothesis.settings(
         max_examples=WORKFLOWS, stateful_step_count=WORKFLOW_STEPS, derandomize=True,

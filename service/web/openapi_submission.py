@@ -9,6 +9,7 @@ arguments that are wrong.
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -72,10 +73,16 @@ def parameters_components(task_type: TaskType, taken: set[str]) -> dict[str, Sch
         suffix += 1
         name = f"{parameters_component_name(task_type.name)}{suffix}"
     schema["title"] = name  # what generators name the model after
-    schema["description"] = (f"The parameters of the task type `{task_type.name}`, by "
-                             "keyword, as GET /task-types gives them.")
+    if not any(p.kind is p.VAR_KEYWORD for p in _parameters(task_type)):
+        schema["additionalProperties"] = False  # another keyword is a 422
+    schema["description"] = (f"The parameters of the task type `{task_type.name}` by name, "
+                             "as GET /task-types gives them.")
     components[name] = _rebase_refs(schema, prefix)
     return components
+
+
+def _parameters(task_type: TaskType) -> list[inspect.Parameter]:
+    return list(inspect.signature(task_type.fn).parameters.values())
 
 
 def _rebase_refs(schema: Any, prefix: str) -> Any:

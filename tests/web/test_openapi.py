@@ -114,6 +114,7 @@ async def test_each_task_type_has_its_parameters_as_a_named_component(
     assert add["title"] == "AddParameters"
     assert add["required"] == ["a", "b"]
     assert add["properties"]["a"]["type"] == "integer"
+    assert add["additionalProperties"] is False  # another keyword is a 422
     keyword_only = schemas["KeywordOnlyParameters"]
     assert keyword_only["required"] == ["size"]
     assert keyword_only["properties"]["label"]["default"] == "x"
