@@ -1,6 +1,7 @@
-"""Two services, one store: two :class:`TaskService` objects over one SQLite file in one test,
-standing for two worker processes. Whatever one does, the other sees through the store
-alone: cancel, wait, events, idempotency, cursors, limits and leases."""
+"""Two services, one store: two :class:`TaskService` objects over one SQLite file, or one
+Redis server, in one test, standing for two worker processes. Whatever one does, the other
+sees through the store alone: cancel, wait, events, idempotency, cursors, limits and
+leases."""
 
 from __future__ import annotations
 
@@ -14,23 +15,38 @@ import pytest
 from service import TaskService
 from service.errors import QueueFull
 from service.models import Status, Submission
-from service.stores import SQLiteStore
+from service.demo import add
+from service.stores import TaskStore, open_store
 from tests import sample_tasks
 from tests.conftest import TEST_MODULES, settings
+from tests.redis_server import RedisServer, fresh_prefix, redis_server
 from tests.sample_tasks import gate
+
+__all__ = ["redis_server"]  # the session's redis-server, for the Redis variants
 
 Pair = tuple[TaskService, TaskService]
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One store's URL: an SQLite file, or a prefix of its own on the session's Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return f"{server.url}?prefix={fresh_prefix()}"
+
+
 @pytest.fixture
-async def make_pair(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+async def make_pair(store_url: str) -> AsyncIterator[Callable[..., Any]]:
     made: list[TaskService] = []
 
     async def build(**overrides: Any) -> Pair:
         services = []
         for _ in range(2):
             config = settings(poll_interval=0.01, **overrides)
-            service = TaskService(config, store=SQLiteStore(tmp_path / "tasks.db"))
+            store: TaskStore = open_store(store_url)
+            assert store.shared
+            service = TaskService(config, store=store)
             for module in TEST_MODULES:
                 service.register_module(module)
             await service.start()
@@ -144,3 +160,21 @@ async def test_each_task_runs_once_and_work_spreads(make_pair: Any) -> None:
     results = [await b.wait(r.id, 10) for r in records]
     assert [r.result for r in results] == [i + 1 for i in range(200)]
     assert all(r.attempts == 1 for r in results)
+
+
+async def test_a_service_on_the_store_runs_a_task_through_the_library_api(
+        make_service: Callable[..., TaskService], store_url: str) -> None:
+    service = make_service(store=store_url)
+    await service.start()
+    assert service.store.durable
+    handle = await add.submit(2, 3)
+    assert await handle.result(timeout=10) == 5
+
+
+async def test_the_other_service_s_handle_sees_the_result(make_pair: Any) -> None:
+    a, b = await make_pair()
+    record, _ = await a.submit(Submission("add", [2, 3]))
+    handle = b.handle(record.id)
+    assert await handle.result(timeout=10) == 5
+    done = await a.get(record.id)
+    assert (done.status, done.attempts, done.result) == (Status.SUCCEEDED, 1, 5)
