@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from service import TaskService
+from service.demo import add
 from service.errors import QueueFull
 from service.models import Status, Submission
-from service.demo import add
 from service.stores import TaskStore, open_store
 from tests import sample_tasks
 from tests.conftest import TEST_MODULES, settings
