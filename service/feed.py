@@ -66,7 +66,7 @@ class Feed:
         self._include_traceback = include_traceback
         self._queue_size = queue
         self._max_readers = max_readers
-        self._epoch = secrets.token_hex(4)  # ids of another process or run never resume
+        self._epoch = secrets.token_hex(6)  # ids of another process or run never resume
         self._seq = 0
         self._horizon = 1  # the lowest last-seen seq from which this feed can resume
         self._buffer: deque[FeedEvent] = deque(maxlen=buffer)
@@ -140,7 +140,8 @@ class Feed:
     def _resume_point(self, last_event_id: str) -> int | None:
         """The seq after which to resume, or None if this feed cannot."""
         epoch, _, number = last_event_id.strip().partition("-")
-        if epoch != self._epoch or not number.isdigit() or len(number) > 19:
+        if epoch != self._epoch or not (number.isascii() and number.isdigit()) \
+                or len(number) > 19:
             return None
         seq = int(number)
         return seq if self._horizon <= seq <= self._seq else None
