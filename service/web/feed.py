@@ -9,6 +9,7 @@ import weakref
 from collections.abc import AsyncIterator
 
 from quart import Response
+from quart_schema import operation_id
 from werkzeug.exceptions import TooManyRequests
 
 from .. import jsonutil
@@ -54,6 +55,7 @@ def _document_last_event_id(operation: Schema, _offload: object) -> None:
 
 
 @api.get("/events")
+@operation_id("streamEvents")
 @answers(Answer(200, "text/event-stream", FEED_EVENT,
                 "Server-Sent Events of every task the caller may see: `status` and "
                 "`progress`, each with the whole task as `data` and an `id`; `reset` when "

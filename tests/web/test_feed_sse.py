@@ -216,6 +216,7 @@ async def test_streams_end_when_the_service_drains(make_client: MakeClient) -> N
 async def test_the_feed_is_in_the_openapi_document(client: Client) -> None:
     spec = await (await client.get("/openapi.json")).get_json()
     operation = spec["paths"]["/events"]["get"]
+    assert operation["operationId"] == "streamEvents"
     answer = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
     assert answer["properties"]["event"]["enum"] == ["status", "progress", "reset"]
     assert "id" in answer["properties"]
