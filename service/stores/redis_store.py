@@ -69,6 +69,7 @@ class RedisStore(TaskStore):
         self._scripts: Scripts | None = None
         self._key = b""
         self._background: set[asyncio.Task[None]] = set()
+        self._claims: set[asyncio.Future[Any]] = set()  # claims in flight (see claim)
         self._gap_reported = False
 
     async def open(self) -> None:
@@ -102,8 +103,9 @@ class RedisStore(TaskStore):
     async def close(self) -> None:
         if self._client is None:
             return
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        # abandoned claims hand their records back before the connection goes
+        await asyncio.gather(*self._claims, return_exceptions=True)
+        await asyncio.gather(*self._background, return_exceptions=True)
         client, self._client, self._scripts = self._client, None, None
         await client.aclose()
 
@@ -222,6 +224,8 @@ class RedisStore(TaskStore):
         # Shielded: a caller that stops waiting must not leave records running that no
         # runner holds (they would be reclaimed as interrupted a lease later).
         call = asyncio.ensure_future(self._run("claim", args))
+        self._claims.add(call)
+        call.add_done_callback(self._claims.discard)
         try:
             claimed, promoted = await asyncio.shield(call)
         except asyncio.CancelledError:
