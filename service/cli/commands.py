@@ -46,6 +46,8 @@ Command = Callable[[OffloadClient, argparse.Namespace, Output], int]
 
 
 def submit(client: OffloadClient, args: argparse.Namespace, out: Output) -> int:
+    if args.kwargs is True:  # a bare --json: JSON output
+        out.as_json, args.kwargs = True, None
     kwargs: dict[str, JSON] = {**(args.kwargs or {}), **dict(args.pairs)}
     handle = client.submit_with(args.name, (), kwargs, delay=args.delay,
                                 priority=args.priority, timeout=args.task_timeout,

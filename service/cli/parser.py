@@ -15,8 +15,8 @@ bearer token when set."""
 EPILOG = """\
 exit codes: 0 done (a task: succeeded), 1 the task failed, 2 usage, connection or service
 error, 3 the task was cancelled, 130 interrupted.
---json before the command (or after it, except for submit, whose --json is the task's
-arguments) prints JSON for scripts instead of text for people."""
+--json prints JSON for scripts instead of text for people (before or after the command;
+submit's --json followed by an object gives the task's arguments instead)."""
 LIST_LIMIT = 20
 
 
@@ -93,8 +93,11 @@ def _add_submit(commands: Any) -> None:
     submit.add_argument("name", help="the task type's name (see: offload types)")
     submit.add_argument("--arg", dest="pairs", action="append", type=parse_pair, default=[],
                         metavar="NAME=VALUE", help="a keyword argument (repeat it)")
+    # --json with an object: the task's arguments; alone: JSON output, as for the others
     submit.add_argument("--json", dest="kwargs", type=parse_object, metavar="OBJECT",
-                        help="keyword arguments as a JSON object (--arg wins on a clash)")
+                        nargs="?", const=True,
+                        help="keyword arguments as a JSON object (--arg wins on a clash); "
+                        "without one: print JSON for scripts")
     submit.add_argument("--delay", type=float, metavar="SECONDS", help="start after this long")
     submit.add_argument("--priority", type=int, default=0, help="higher runs first")
     submit.add_argument("--timeout", dest="task_timeout", type=float, metavar="SECONDS",
