@@ -10,6 +10,7 @@ arguments that are wrong.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from typing import Any
 
@@ -49,7 +50,7 @@ def submission_schema(names: list[str], max_delay: float) -> Schema:
     for option in properties["delay"].get("anyOf", []):
         if option.get("type") == "number":
             option["maximum"] = max_delay
-    return schema
+    return _defaults_in_words(schema)
 
 
 def parameters_component_name(task_name: str) -> str:
@@ -65,7 +66,7 @@ def parameters_components(task_type: TaskType, taken: set[str]) -> dict[str, Sch
     prefix = re.sub(r"[^A-Za-z0-9._-]", "_", task_type.name)
     definitions = schema.pop("$defs", {})
     assert isinstance(definitions, dict)
-    components = {f"{prefix}.{name}": _rebase_refs(definition, prefix)
+    components = {f"{prefix}.{name}": _defaults_in_words(_rebase_refs(definition, prefix))
                   for name, definition in definitions.items()}
     name = parameters_component_name(task_type.name)
     suffix = 1
@@ -77,8 +78,21 @@ def parameters_components(task_type: TaskType, taken: set[str]) -> dict[str, Sch
         schema["additionalProperties"] = False  # another keyword is a 422
     schema["description"] = (f"The parameters of the task type `{task_type.name}` by name, "
                              "as GET /task-types gives them.")
-    components[name] = _rebase_refs(schema, prefix)
+    components[name] = _defaults_in_words(_rebase_refs(schema, prefix))
     return components
+
+
+def _defaults_in_words(schema: Schema) -> Schema:
+    """A request body's defaults, said in each property's description instead of as
+    ``default``: openapi-typescript (with its default options) types a property that has a
+    ``default`` as required, which these optional fields are not. ``null`` goes unsaid."""
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict) and "default" in prop:
+            value = prop.pop("default")
+            if value is not None:
+                said = prop.get("description", "").rstrip(".")
+                prop["description"] = f"{said}. Default: {json.dumps(value)}.".lstrip(". ")
+    return schema
 
 
 def _parameters(task_type: TaskType) -> list[inspect.Parameter]:
