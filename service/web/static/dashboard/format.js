@@ -27,9 +27,10 @@ export function parseTime(value) {
   return Number.isNaN(time) ? null : time;
 }
 
-/** "4 s", "3 min", "2 h 5 min", "3 d". */
+/** "12 ms", "4.2 s", "3 min 5 s", "2 h 5 min", "3 d 1 h". */
 export function span(ms) {
   if (ms == null || ms < 0) ms = 0;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
   const seconds = ms / 1000;
   if (seconds < 10) return `${seconds.toFixed(1)} s`;
   if (seconds < 60) return `${Math.floor(seconds)} s`;
@@ -43,7 +44,9 @@ export function span(ms) {
 /** How long ago the task was created. */
 export function age(task) {
   const created = parseTime(task.created_at);
-  return created == null ? "" : `${span(serverNow() - created)} ago`;
+  if (created == null) return "";
+  const elapsed = serverNow() - created;
+  return elapsed < 1000 ? "just now" : `${span(elapsed)} ago`;
 }
 
 /** How long the task ran (or has run so far); empty before it started. */
