@@ -13,7 +13,8 @@ from service.client import AsyncOffloadClient, OffloadClient
 
 from ..e2e.server import Server, finish, start
 
-MODULES = "service.demo,tests.e2e.durable_tasks"  # journal_run: a task held by a gate file
+# journal_run and gated_count: tasks held by a gate file until the test opens it
+MODULES = "service.demo,tests.e2e.durable_tasks,tests.client.client_tasks"
 TOKENS = ("alice-token", "bob-token")
 WAIT = 20.0  # seconds a test waits for a task that ends well before
 

@@ -72,12 +72,17 @@ async def test_failed_and_cancelled(aclient: AsyncOffloadClient) -> None:
         await sleeping.result(WAIT)
 
 
-async def test_events(aclient: AsyncOffloadClient) -> None:
-    handle = await aclient.submit("count", 3, 0.01)
-    events = [event async for event in handle.events()]
-    assert events[-1].terminal
-    assert events[-1].record.result == 3
-    progress = [e.record.progress.current for e in events
+async def test_events(aclient: AsyncOffloadClient, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    handle = await aclient.submit("gated_count", 3, str(gate))
+    events = handle.events()
+    first = await anext(events)  # the stream is open before the task reports anything
+    assert first.record.status in (Status.QUEUED, Status.RUNNING)
+    gate.touch()
+    rest = [event async for event in events]
+    assert rest[-1].terminal
+    assert rest[-1].record.result == 3
+    progress = [e.record.progress.current for e in rest
                 if e.kind == "progress" and e.record.progress is not None]
     assert progress == [1, 2, 3]
     assert handle.status is Status.SUCCEEDED
