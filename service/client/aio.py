@@ -142,7 +142,7 @@ class AsyncOffloadClient:
 
     # submitting
 
-    async def submit(self, name: str, *args: JSON, **kwargs: JSON) -> AsyncRemoteTaskHandle:
+    async def submit(self, name: str, /, *args: JSON, **kwargs: JSON) -> AsyncRemoteTaskHandle:
         """Run task type ``name`` with these arguments on the service; returns at once."""
         return await self.submit_with(name, args, kwargs)
 

@@ -139,7 +139,7 @@ class OffloadClient:
 
     # submitting
 
-    def submit(self, name: str, *args: JSON, **kwargs: JSON) -> RemoteTaskHandle:
+    def submit(self, name: str, /, *args: JSON, **kwargs: JSON) -> RemoteTaskHandle:
         """Run task type ``name`` with these arguments on the service; returns at once."""
         return self.submit_with(name, args, kwargs)
 
