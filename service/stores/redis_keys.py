@@ -25,6 +25,7 @@ key                            type          holds
 ``P feed``                     stream        the change feed: entry ``<n>-0``, fields
                                              ``t`` (task id), ``k`` (kind), ``w`` (writer)
 ``P feed:n``                   string        the last feed entry's ``n`` (the cursor)
+``P meta:<key>``               string        a small named value of the service's (schedules)
 =============================  ============  ===========================================
 
 Counts are the sizes of the status sets (``ZCARD``), so they can never drift from the
@@ -50,6 +51,9 @@ class Keys:
         self.version = prefix + "version"
         self.cursor_key = prefix + "cursor_key"
         self.due = prefix + "due"
+
+    def meta(self, key: str) -> str:
+        return f"{self.prefix}meta:{key}"
 
     def record(self, task_id: str) -> str:
         return f"{self.prefix}t:{task_id}"

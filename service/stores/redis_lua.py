@@ -195,3 +195,17 @@ if not h or not TERMINAL[h.status] then return 0 end
 forget(h)
 return 1
 """
+
+# ARGV[4]: the key (after the prefix's 'meta:'); [5]: '=' .. the expected value, or '' for
+# none; [6]: the new value. Answers 1 if stored, else 0.
+META_CAS = r"""
+local key = P .. 'meta:' .. ARGV[4]
+local now = redis.call('GET', key)
+if ARGV[5] == '' then
+  if now then return 0 end
+elseif now ~= string.sub(ARGV[5], 2) then
+  return 0
+end
+redis.call('SET', key, ARGV[6])
+return 1
+"""

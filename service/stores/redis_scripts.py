@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 Arg = str | int | float | bytes
 
 _BODIES = {"add": front.ADD, "page": front.PAGE, "cancel": front.CANCEL,
-           "delete": front.DELETE, "claim": runner.CLAIM, "unclaim": runner.UNCLAIM,
+           "delete": front.DELETE, "meta_cas": front.META_CAS, "claim": runner.CLAIM,
+           "unclaim": runner.UNCLAIM,
            "settle": runner.SETTLE, "progress": runner.PROGRESS, "renew": runner.RENEW,
            "reclaim": runner.RECLAIM, "evict": runner.EVICT, "feed": runner.FEED}
 

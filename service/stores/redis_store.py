@@ -58,6 +58,7 @@ class RedisStore(TaskStore):
 
     durable = True
     shared = True
+    supports_meta = True
 
     def __init__(self, url: str, options: RedisOptions | None = None) -> None:
         self.url = url
@@ -196,6 +197,21 @@ class RedisStore(TaskStore):
 
     async def cursor_key(self) -> bytes:
         return self._key
+
+    async def get_meta(self, key: str) -> bytes | None:
+        """The value stored under ``key`` (``P meta:<key>``), or None."""
+        value = await self._guard(self._redis().get(self.keys.meta(key)))
+        return None if value is None else cast(bytes, value)  # the client keeps bytes
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        await self._guard(self._redis().set(self.keys.meta(key), value))
+
+    async def compare_and_set_meta(self, key: str, expected: bytes | None, value: bytes
+                                   ) -> bool:
+        """Store ``value`` only if ``expected`` (None: nothing) is there now, atomically."""
+        return bool(await self._run("meta_cas", [
+            key, b"" if expected is None else b"=" + expected, value]))
 
     async def changes_since(self, cursor: int | None
                             ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:

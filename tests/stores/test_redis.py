@@ -231,6 +231,22 @@ async def test_a_reader_behind_a_trimmed_feed_goes_on_and_says_so(
             await store.close()
 
 
+async def test_named_values_are_shared_and_compare_and_set_is_atomic(pair: Pair) -> None:
+    a, b = pair
+    assert a.supports_meta
+    assert await b.get_meta("schedule:x") is None
+    wins = await asyncio.gather(*(store.compare_and_set_meta("schedule:x", None, name)
+                                  for name, store in ((b"a", a), (b"b", b)) * 10))
+    assert sum(wins) == 1
+    winner = await a.get_meta("schedule:x")
+    assert winner in (b"a", b"b")
+    assert not await b.compare_and_set_meta("schedule:x", b"other", b"late")
+    assert await b.compare_and_set_meta("schedule:x", winner, b"")
+    assert await a.get_meta("schedule:x") == b""  # empty is a value, not nothing
+    await a.put_meta("schedule:x", b"\x00\xff")
+    assert await b.get_meta("schedule:x") == b"\x00\xff"
+
+
 # -- a server that goes away -------------------------------------------------------------
 
 async def test_a_restarted_server_is_unavailable_then_used_again_without_reopening() -> None:
