@@ -67,7 +67,7 @@ def start_problem(settings: Settings, workers: int) -> str | None:
     if workers > 1 and not store.shared:
         return (f"OFFLOAD_STORE={settings.store} keeps tasks inside one process, but the "
                 f"server would run {workers} worker processes. Run one worker (WORKERS=1) "
-                "or use a shared store (sqlite:///path.db).")
+                "or use a shared store (sqlite:///path.db or redis://host:6379/0).")
     return None
 
 

@@ -34,6 +34,7 @@ from .errors import (
     NotRunning,
     QueueFull,
     ShuttingDown,
+    StoreUnavailable,
     TaskAlreadyTerminal,
     TaskNotFound,
     TaskStillActive,
@@ -47,6 +48,8 @@ from .metrics import Metrics
 from .models import JSON, TERMINAL, Status, Submission, TaskError, TaskRecord, looks_like_task_id
 from .registry import Registry
 from .runner.runner import Runner
+from .scheduler import Clock, Scheduler
+from .schedules import Schedule, ScheduleOptions
 from .settings import Settings
 from .stores import open_store
 from .stores.base import ChangeKind, ListQuery, QueueBoundReached, TaskStore
@@ -61,7 +64,8 @@ class TaskService:
     """The front of Offload: accepts, reads and cancels tasks through a store, and runs them
     with a :class:`Runner` that talks to the same store (and nothing else)."""
 
-    def __init__(self, settings: Settings | None = None, store: TaskStore | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, store: TaskStore | None = None,
+                 clock: Clock | None = None) -> None:
         self.settings = settings or Settings()
         self.registry = Registry()
         self.store = store or open_store(self.settings.store)
@@ -71,6 +75,10 @@ class TaskService:
             self.settings.max_event_streams, self.settings.expose_tracebacks))
         self.metrics = Metrics(self._gauges)
         self.runner = Runner(self.store, self.registry, self.metrics, self.settings)
+        self.scheduler = Scheduler(self.store, self._submit_tick, clock)
+        """The schedules' loop (see :meth:`schedule`); ``clock`` is its time (tests)."""
+        for schedule in self.settings.schedules:
+            self.scheduler.add(schedule)
         self._cursors = CursorCodec()
         self._counts: dict[Status, int] = dict.fromkeys(Status, 0)
         self._loops: list[asyncio.Task[None]] = []
@@ -110,6 +118,25 @@ class TaskService:
         module = importlib.import_module(module_name)
         return [self.register(task) for task in collect_tasks(module)]
 
+    def schedule(self, name: str, task: TaskFunction | str,
+                 **options: Unpack[ScheduleOptions]) -> Schedule:
+        """Run ``task`` periodically, like Celery beat but with no process of its own::
+
+            service.schedule("nightly", report, cron="0 3 * * *", timezone="Europe/Paris")
+            service.schedule("poll", poll, every=30, args=["https://example.org"])
+
+        ``cron`` (five fields, in ``timezone``, UTC by default) or ``every`` (seconds);
+        fixed ``args``/``kwargs``, checked against the task's signature at start;
+        ``missed`` ("skip" or "latest") and ``overlap`` (False): see
+        :class:`~service.schedules.Schedule`. Each tick runs once in the whole deployment.
+        Declare schedules before :meth:`start`."""
+        task_name = task if isinstance(task, str) else task.name
+        return self.scheduler.add(Schedule.of(name, task_name, **options))
+
+    async def _submit_tick(self, submission: Submission, key: str) -> tuple[TaskRecord, bool]:
+        # TaskService's own submit, not a subclass's (eager mode would wait for the task)
+        return await TaskService.submit(self, submission, idempotency_key=key)
+
     # -- life cycle -----------------------------------------------------------------------
 
     @property
@@ -122,11 +149,13 @@ class TaskService:
             raise NotRunning("a stopped task service cannot start again: make a new one")
         if self._started_at is not None:
             return
+        self.scheduler.check(self.registry)
         await self.store.open()
         self._cursors = CursorCodec(await self.store.cursor_key())
         await self.runner.reclaim()
         self._started_at = time.monotonic()
         self.runner.start()
+        self.scheduler.start()
         self._loops.append(asyncio.create_task(self._sweep(), name="offload:sweeper"))
         if self.store.shared:
             self._loops.append(asyncio.create_task(self._follow(), name="offload:feed"))
@@ -151,6 +180,7 @@ class TaskService:
     async def _drain(self, grace: float | None) -> None:
         grace = self.settings.shutdown_grace if grace is None else grace
         try:
+            await self.scheduler.stop()  # no tick submits past this point
             await asyncio.gather(*self._admitting)  # accepted before the stop: not lost
             await self.runner.drain(grace)
             if not self.store.durable:  # nothing will ever run what is left: say so
@@ -207,14 +237,30 @@ class TaskService:
     async def _follow(self) -> None:
         """Hand changes made by other processes to waiters, streams and the runner."""
         cursor: int | None = None
+        failing_since: float | None = None  # a store that is down is said once, not per poll
         while True:
             try:
                 cursor, changes = await self.store.changes_since(cursor)
-                for kind, record in changes:
-                    self._on_change(kind, record)
-            except Exception:
-                log.exception("reading the store's changes failed")
+            except Exception as exc:
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    log.warning("reading the store's changes failed; trying again every %gs",
+                                self.settings.poll_interval,
+                                exc_info=not isinstance(exc, StoreUnavailable))
+            else:
+                if failing_since is not None:
+                    log.warning("reading the store's changes works again after %.1fs",
+                                time.monotonic() - failing_since)
+                    failing_since = None
+                self._hand_on(changes)
             await asyncio.sleep(self.settings.poll_interval)
+
+    def _hand_on(self, changes: list[tuple[ChangeKind, TaskRecord]]) -> None:
+        for kind, record in changes:
+            try:
+                self._on_change(kind, record)
+            except Exception:  # one bad listener must not stop the feed for the rest
+                log.exception("handing on a change of task %s failed", record.id)
 
     # -- submitting -----------------------------------------------------------------------
 

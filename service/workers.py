@@ -50,7 +50,7 @@ def claim_single_worker(store_url: str) -> None:
         raise SharedStoreRequired(
             f"OFFLOAD_STORE={store_url} keeps tasks inside one process, but the server runs "
             "several worker processes. Run one worker (WORKERS=1) or use a shared store "
-            "(sqlite:///path.db)."
+            "(sqlite:///path.db or redis://host:6379/0)."
         ) from None
     if held is not None:
         _held[key] = held

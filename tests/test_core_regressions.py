@@ -9,9 +9,10 @@ from collections.abc import Iterator
 import pytest
 
 from service import TaskService
-from service.errors import QueueFull
-from service.models import ACTIVE, Status, Submission
-from service.stores.base import ListQuery
+from service.errors import QueueFull, StoreUnavailable
+from service.models import ACTIVE, Status, Submission, TaskRecord
+from service.stores import MemoryStore
+from service.stores.base import ChangeKind, ListQuery
 from tests import state_tasks
 from tests.conftest import settings
 from tests.sample_tasks import gate
@@ -112,3 +113,40 @@ async def test_success_after_a_retry_clears_the_error() -> None:
         assert done.to_json()["error"] is None
     finally:
         await service.stop(grace=0)
+
+
+class FlakyFeedStore(MemoryStore):
+    """A shared store whose change feed is down for its first ``down_for`` reads."""
+
+    shared = True
+
+    def __init__(self, down_for: int) -> None:
+        super().__init__()
+        self.down_for = down_for
+        self.reads = 0
+        self.back = asyncio.Event()
+
+    async def changes_since(self, cursor: int | None
+                            ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:
+        self.reads += 1
+        if self.reads <= self.down_for:
+            raise StoreUnavailable("the store went away")
+        if self.reads > self.down_for + 1:
+            self.back.set()  # one good read after the outage has been handled
+        return 0, []
+
+
+async def test_a_store_that_is_down_is_logged_once_not_every_poll(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = FlakyFeedStore(down_for=20)
+    service = TaskService(settings(poll_interval=0.001), store=store)
+    await service.start()
+    try:
+        await asyncio.wait_for(store.back.wait(), 10)
+    finally:
+        await service.stop()
+    said = [r.getMessage() for r in caplog.records if "store's changes" in r.getMessage()]
+    assert len(said) == 2, said
+    assert said[0].startswith("reading the store's changes failed")
+    assert said[1].startswith("reading the store's changes works again")
+    assert store.reads > 20
