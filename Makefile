@@ -4,11 +4,13 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 WORKERS ?= 1
-# STORE=sqlite: durable, in ./offload.db (or give a URL: STORE=sqlite:////var/lib/offload.db)
+# STORE=sqlite: durable, in ./offload.db (or give a URL: STORE=sqlite:////var/lib/offload.db,
+# STORE=redis://127.0.0.1:6379/0, which also installs the redis extra)
 STORE ?=
 STORE_URL := $(if $(filter sqlite,$(STORE)),sqlite:///offload.db,$(STORE))
+RUN_EXTRAS := $(if $(filter redis://% rediss://%,$(STORE_URL)),redis)
 # `make run` installs what serving needs; `make test` adds the dev tools to the same venv.
-RUN_STAMP := $(VENV)/.installed-run
+RUN_STAMP := $(VENV)/.installed-run$(if $(RUN_EXTRAS),-$(RUN_EXTRAS))
 STAMP := $(VENV)/.installed-dev
 
 .PHONY: run test lint bench soak clean
@@ -18,7 +20,7 @@ $(VENV)/bin/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.$(if $(RUN_EXTRAS),[$(RUN_EXTRAS)])'
 	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml | $(VENV)/bin/python

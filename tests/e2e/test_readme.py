@@ -97,6 +97,10 @@ def test_make_commands_do_what_the_readme_says(command: list[str]) -> None:
         assert "pytest" in done.stdout
     if settings.get("STORE") == "sqlite":
         assert "OFFLOAD_STORE=sqlite:///offload.db" in done.stdout
+    elif "STORE" in settings:
+        assert f"OFFLOAD_STORE={settings['STORE']} " in done.stdout
+    if settings.get("STORE", "").startswith("redis://"):
+        assert "[redis]" in done.stdout or (REPO / ".venv/.installed-run-redis").exists()
     if "VENV" in settings:
         assert f"{settings['VENV']}/bin/python -m service" in done.stdout
 
