@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .schedules import Schedule, parse_schedules
+
 DEMO_MODULE = "service.demo"
 MIN_LAG_THRESHOLD = 0.01
 PREFIX = "OFFLOAD_"
@@ -26,6 +28,9 @@ class Settings:
 
     task_modules: tuple[str, ...] = ()
     store: str = "memory://"
+    schedules: tuple[Schedule, ...] = ()
+    """Periodic tasks: ``OFFLOAD_SCHEDULES``, a JSON list of ``{"name", "task", "cron" or
+    "every", "timezone", "args", "kwargs", "missed", "overlap"}`` (see docs/schedules.md)."""
     max_concurrency: int = 100
     max_body: int = 1_048_576
     max_result: int = 16 * 1_048_576
@@ -70,6 +75,9 @@ class Settings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
+        if not all(isinstance(s, Schedule) for s in self.schedules) or not isinstance(
+                self.schedules, tuple):  # given as JSON text or as plain objects
+            object.__setattr__(self, "schedules", parse_schedules(self.schedules))
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -135,6 +143,8 @@ _warned: set[tuple[str, str]] = set()
 
 
 def _convert(name: str, raw: Any, kind: type) -> Any:
+    if name == "schedules":
+        return parse_schedules(raw)
     if kind is tuple:
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())

@@ -122,6 +122,11 @@ class TaskStore(ABC):
     on_change: ChangeListener | None = None
     """Called after each change this store object commits (set by the service)."""
 
+    supports_meta: bool = False
+    """True when the store keeps small named values (:meth:`get_meta`, :meth:`put_meta`,
+    :meth:`compare_and_set_meta`), shared by every process that uses it: what schedules
+    keep their state in."""
+
     async def open(self) -> None:
         """Connect, create tables, etc. Called once before use."""
 
@@ -216,6 +221,27 @@ class TaskStore(ABC):
     @abstractmethod
     async def evict(self, finished_before: float, keep_at_most: int) -> int:
         """Drop terminal records finished before a time, then the oldest beyond a count."""
+
+    # -- small named values (optional: see ``supports_meta``) ------------------------------
+
+    async def get_meta(self, key: str) -> bytes | None:
+        """The value stored under ``key``, or None. Keys are the caller's: name them by
+        what owns them (``schedule:nightly``); the store's own values are kept apart."""
+        raise NotImplementedError(self._no_meta())
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key``, replacing what was there."""
+        raise NotImplementedError(self._no_meta())
+
+    async def compare_and_set_meta(self, key: str, expected: bytes | None, value: bytes
+                                   ) -> bool:
+        """Store ``value`` under ``key`` only if what is there now is ``expected`` (None:
+        nothing). One atomic step for every process of the store: True if it was stored."""
+        raise NotImplementedError(self._no_meta())
+
+    def _no_meta(self) -> str:
+        return (f"{type(self).__name__} keeps no named values (supports_meta is False): "
+                "schedules need a store that does, such as memory:// or sqlite://")
 
     async def changes_since(self, cursor: int | None
                             ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:

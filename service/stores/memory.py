@@ -54,6 +54,7 @@ class MemoryStore(TaskStore):
 
     durable = False
     shared = False
+    supports_meta = True
 
     def __init__(self) -> None:
         self._records: dict[str, TaskRecord] = {}
@@ -68,6 +69,7 @@ class MemoryStore(TaskStore):
         self._queue = StartQueue()
         self._next_seq = 1
         self._key = secrets.token_bytes(32)
+        self._meta: dict[str, bytes] = {}
 
     # -- the front ------------------------------------------------------------------------
 
@@ -194,6 +196,19 @@ class MemoryStore(TaskStore):
 
     async def cursor_key(self) -> bytes:
         return self._key
+
+    async def get_meta(self, key: str) -> bytes | None:
+        return self._meta.get(key)
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        self._meta[key] = bytes(value)
+
+    async def compare_and_set_meta(self, key: str, expected: bytes | None, value: bytes
+                                   ) -> bool:
+        if self._meta.get(key) != expected:  # no await in between: atomic on the loop
+            return False
+        self._meta[key] = bytes(value)
+        return True
 
     # -- the runner -----------------------------------------------------------------------
 

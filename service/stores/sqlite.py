@@ -53,6 +53,7 @@ class SQLiteStore(TaskStore):
 
     durable = True
     shared = True
+    supports_meta = True
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: int = 5000,
                  synchronous: Synchronous = "NORMAL", progress_interval: float = 0.05,
@@ -181,6 +182,19 @@ class SQLiteStore(TaskStore):
 
     async def cursor_key(self) -> bytes:
         return self._key
+
+    async def get_meta(self, key: str) -> bytes | None:
+        return await self._read(lambda conn: ops.get_meta(conn, key))
+
+    async def put_meta(self, key: str, value: bytes) -> None:
+        value = bytes(value)
+        await self._write(lambda tx: ops.put_meta(tx, key, value))
+
+    async def compare_and_set_meta(self, key: str, expected: bytes | None, value: bytes
+                                   ) -> bool:
+        expected = None if expected is None else bytes(expected)
+        value = bytes(value)
+        return await self._write(lambda tx: ops.compare_and_set_meta(tx, key, expected, value))
 
     async def changes_since(self, cursor: int | None
                             ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:

@@ -103,6 +103,28 @@ def delete(tx: Tx, task_id: str) -> bool:
     return cursor.rowcount == 1
 
 
+# -- small named values ------------------------------------------------------------------
+
+META_PREFIX = "kv:"  # callers' keys, apart from the store's own rows (schema, cursor_key)
+
+
+def put_meta(tx: Tx, key: str, value: bytes) -> None:
+    tx.conn.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                    "SET value = excluded.value", (META_PREFIX + key, value))
+
+
+def compare_and_set_meta(tx: Tx, key: str, expected: bytes | None, value: bytes) -> bool:
+    if get_meta(tx.conn, key) != expected:
+        return False
+    put_meta(tx, key, value)
+    return True
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> bytes | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (META_PREFIX + key,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
 # -- the runner -------------------------------------------------------------------------
 
 class _Room:

@@ -16,7 +16,7 @@ import logging
 import os
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quart import Quart
@@ -25,6 +25,7 @@ from ..core import TaskService
 from ..errors import StoreUnavailable
 from ..handles import TaskFunction
 from ..models import Submission, TaskRecord
+from ..schedules import Schedule
 from ..settings import PREFIX, Settings
 from ..stores import TaskStore
 from ..workers import claim_single_worker, report_refusal
@@ -47,6 +48,7 @@ class Options:
     store: TaskStore | None
     url_prefix: str
     eager: bool
+    schedules: list[Schedule] = field(default_factory=list)
 
 
 class CycleService(TaskService):
@@ -113,6 +115,8 @@ class AppBinding:
             service.register_module(module)
         for task in list(self._kept.values()):
             service.register(task)
+        for schedule in self._options.schedules:
+            service.scheduler.add(schedule)
         service.kept = self._kept
         return service
 

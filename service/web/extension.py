@@ -12,9 +12,10 @@ from typing_extensions import Unpack
 from ..core import TaskService
 from ..handles import Decorator, TaskFunction, TaskOptions
 from ..handles import task as declare_task
+from ..schedules import Schedule, ScheduleError, ScheduleOptions
 from ..settings import Settings
 from ..stores import TaskStore
-from . import feed  # noqa: F401  (the import adds GET /events to the API blueprint)
+from . import feed, schedules  # noqa: F401  (they add /events, /schedules to the API)
 from .api import api
 from .binding import AppBinding, Options
 from .dashboard import dashboard
@@ -142,6 +143,25 @@ class Offload:
                 binding.service.register(declared)
             return declared
         return register(fn) if fn is not None else register
+
+    def schedule(self, name: str, task: TaskFunction | str,
+                 **options: Unpack[ScheduleOptions]) -> Schedule:
+        """Run a task periodically on every app of this extension (declare it before the
+        app starts)::
+
+            offload.schedule("nightly", report, cron="0 3 * * *", timezone="Europe/Paris")
+
+        See :meth:`TaskService.schedule` for the options and docs/schedules.md."""
+        schedule = Schedule.of(name, task if isinstance(task, str) else task.name, **options)
+        known = {s.name: s for s in self._options.schedules}
+        if known.get(name, schedule) != schedule:
+            raise ScheduleError(name, "another schedule already has this name")
+        if name not in known:
+            self._options.schedules.append(schedule)
+        for binding in list(self._bindings):
+            if not binding.service.scheduler.started:
+                binding.service.scheduler.add(schedule)
+        return schedule
 
     def current_owner(self) -> str | None:
         """For your own routes: check the bearer token (401) and return the caller's owner
