@@ -21,7 +21,7 @@ from .conftest import WAIT
 
 APP_MODULE = "tests.client.flask_app"
 APP_SOURCE = Path(__file__).with_name("flask_app.py")
-DOCS = [REPO / "docs" / "client.md"]  # every document that shows the app
+DOCS = [REPO / "docs" / "client.md", REPO / "README.md"]  # every document showing the app
 BLOCK = re.compile(r"^```python\n(# app\.py.*?)^```$", re.DOTALL | re.MULTILINE)
 
 
