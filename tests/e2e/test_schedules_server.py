@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import Server, finish
+from .server import Server, finish, server_env, spawn
 from .sqlite_helpers import start_sqlite
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +30,7 @@ pytestmark = pytest.mark.e2e
 TICKS = 10  # full ticks the first run must make
 DOWNTIME = 3.0  # seconds the server stays down between the runs
 DEADLINE = 60.0  # seconds given to the ticks asked for (each takes one)
+REFUSAL_DEADLINE = 30.0  # seconds; a refusing server is gone in about one
 
 
 def _schedules(missed: str) -> str:
@@ -152,3 +153,25 @@ def test_one_task_per_tick_over_two_workers_and_the_missed_policy_after_a_restar
     for task in tasks:
         assert task["args"] == [1, 1]
         assert _seconds(task["created_at"]) >= tick_of[task["id"]]  # made at its tick
+
+
+@pytest.mark.parametrize(("schedules", "message"), [
+    ('[{"name": "nightly", "task": "add", "cron": "0 25 * * *"}]',
+     "schedule 'nightly': bad cron expression '0 25 * * *'"),
+    ('[{"name": "nightly", "task": "add", "cron": "0 3 * * *", "timezone": "Paris"}]',
+     "schedule 'nightly': unknown time zone 'Paris'"),
+    ('[{"name": "nightly", "task": "report", "every": 60}]',
+     "schedule 'nightly': no task named 'report' is registered"),
+    ('[{"name": "nightly", "task": "add", "every": 60, "args": [1]}]',
+     "schedule 'nightly': bad arguments for 'add'"),
+    ('[{"name": "nightly"', "OFFLOAD_SCHEDULES: not valid JSON"),
+], ids=["cron", "timezone", "task", "args", "json"])
+def test_a_bad_schedule_stops_the_server_from_starting_naming_it(
+        tmp_path: Path, schedules: str, message: str) -> None:
+    server = spawn(tmp_path, server_env(OFFLOAD_SCHEDULES=schedules), name="bad-schedule")
+    code = server.wait_exit(REFUSAL_DEADLINE)
+    if code is None:
+        server.kill()
+    output = server.output()
+    assert code not in (None, 0), f"exit code {code}:\n{output[-4000:]}"
+    assert message in output, output[-4000:]
