@@ -86,6 +86,11 @@ class Watched:
         assert self.script_dialogs == []
 
 
+def loaded(page: Page) -> None:
+    """Until the page has read the state (it says so with aria-busy on its main part)."""
+    expect(page.locator("main")).to_have_attribute("aria-busy", "false")
+
+
 def _record(watched: Watched, message: ConsoleMessage) -> None:
     if message.type in {"error", "warning"}:
         watched.console.append(f"{message.type}: {message.text}")

@@ -19,6 +19,7 @@ const KNOWN_LIMIT = 10_000; // task statuses remembered to count transitions
 
 const connection = byId("connection");
 const alertBox = byId("alert");
+const main = byId("main"); // aria-busy while the state is being read
 const known = new Map(); // task id -> last status seen
 let fresher = null; // tasks the feed changed while a reload was under way
 let reloads = 0;
@@ -142,6 +143,7 @@ function statsWanted() {
 async function reload() {
   const generation = ++reloads;
   fresher = new Map();
+  main.setAttribute("aria-busy", "true");
   try {
     const [stats, page, recent] = await Promise.all([api.stats(), table.fetchPage(),
       api.list({ status: [...TERMINAL], limit: RECENT_FINISHED })]);
@@ -155,7 +157,10 @@ async function reload() {
   } catch (error) {
     if (generation === reloads) failed(error);
   } finally {
-    if (generation === reloads) fresher = null;
+    if (generation === reloads) {
+      fresher = null;
+      main.setAttribute("aria-busy", "false");
+    }
   }
 }
 
