@@ -19,11 +19,11 @@ import json
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .errors import NotRunning, OffloadError, QueueFull, ShuttingDown
+from .errors import NotRunning, OffloadError, QueueFull, ShuttingDown, StoreUnavailable
 from .models import JSON, Submission, TaskRecord, isoformat
 from .registry import Registry
 from .schedules import Schedule, ScheduleError
@@ -116,7 +116,7 @@ class Scheduler:
         self._schedules[schedule.name] = schedule
         return schedule
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Schedule]:
         return iter(sorted(self._schedules.values(), key=lambda s: s.name))
 
     def __len__(self) -> int:
@@ -187,6 +187,8 @@ class Scheduler:
             await step
         except (ShuttingDown, NotRunning):
             return False
+        except StoreUnavailable as exc:  # said without a traceback: /readyz says it too
+            log.warning("a schedule's tick was not handled: %s", exc)
         except Exception:
             log.exception("a schedule's tick failed")
         return True

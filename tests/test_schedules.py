@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from service import TaskService
-from service.models import Status, TaskRecord, isoformat
+from service.models import Status, Submission, TaskRecord, isoformat
 from service.scheduler import KEY_PREFIX, MAX_NAP, ScheduleNotFound
 from service.schedules import Schedule, ScheduleError, parse_schedules
 from service.settings import Settings
@@ -409,6 +409,24 @@ async def test_with_overlap_every_tick_runs(build: Build) -> None:
     ticks = await tasks_by_tick(service, "slow")
     assert sorted(ticks) == [iso(T0 + 1), iso(T0 + 2)]
     assert ticks[iso(T0 + 1)][0].status is Status.RUNNING
+
+
+async def test_a_tick_refused_by_a_full_queue_is_logged_and_the_next_one_runs(
+        build: Build, caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock(T0)
+    service = build(clock, max_queue=1)
+    service.schedule("sec", "add", every=1, args=[1, 1])
+    await service.start()
+    await clock.wait_asleep()
+    blocker = await service.submit(Submission("add", [1, 1], delay=3600))  # fills the queue
+    with caplog.at_level(logging.INFO, "offload.schedules"):
+        await clock.advance(1)
+    assert await tasks_by_tick(service, "sec") == {}
+    (skipped,) = [r for r in caplog.records if getattr(r, "event", "") == "schedule_skipped"]
+    assert "queue full" in skipped.getMessage()
+    await service.cancel(blocker[0].id)
+    await clock.advance(1)
+    assert list(await tasks_by_tick(service, "sec")) == [iso(T0 + 2)]
 
 
 # -- pause and resume ----------------------------------------------------------------------
