@@ -24,12 +24,14 @@ from service.scheduler import KEY_PREFIX, MAX_NAP, ScheduleNotFound
 from service.schedules import Schedule, ScheduleError, parse_schedules
 from service.settings import Settings
 from service.stores.base import ListQuery
+from tests.redis_server import RedisServer, fresh_prefix, redis_server
 from tests.stores.copying import CopyingStore
 
 from . import sample_tasks
 from .conftest import TEST_MODULES, settings
 from .fake_clock import FakeClock
 
+__all__ = ["redis_server"]  # the session's redis-server, for the shared-store tests
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a multiple of every interval used here
 # Tests that move the fake clock on faster than real tasks end say overlap=True: overlap has
 # tests of its own, and the others must not depend on how fast the runner is.
@@ -452,11 +454,20 @@ async def test_a_paused_schedule_does_not_tick_until_resumed(build: Build) -> No
         await service.scheduler.set_paused("nope", True)
 
 
-# -- several processes: two services on one SQLite file -----------------------------------
+# -- several processes: two services on one shared store (SQLite, Redis) -----------------
 
-async def test_two_services_on_one_sqlite_file_run_each_tick_once(
-        build: Build, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = f"sqlite:///{tmp_path}/tasks.db"
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a store that several services share: an SQLite file, a Redis server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/tasks.db"
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return f"{server.url}?prefix={fresh_prefix()}"
+
+
+async def test_two_services_on_one_shared_store_run_each_tick_once(
+        build: Build, shared_store: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = shared_store
     clock = FakeClock(T0 + 0.5)
     services = [build(clock, store=store) for _ in range(2)]
     for service in services:
@@ -475,8 +486,8 @@ async def test_two_services_on_one_sqlite_file_run_each_tick_once(
 
 
 async def test_pausing_in_one_service_pauses_the_schedule_in_the_other(
-        build: Build, tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path}/tasks.db"
+        build: Build, shared_store: str) -> None:
+    store = shared_store
     clock = FakeClock(T0 + 0.5)
     first, second = build(clock, store=store), build(clock, store=store)
     for service in (first, second):
