@@ -39,7 +39,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 Schema = dict[str, Any]
 Refine = Callable[[Schema, "Offload"], None]
 OFFLOAD_BLUEPRINT_PREFIX = "offload_"  # every blueprint of Offload's is named so
-DOCS_BLUEPRINTS = frozenset({"offload_docs", "offload_docs_page"})  # not in the document
+# not in the document: the docs, and the dashboard's static files
+DOCS_BLUEPRINTS = frozenset({"offload_docs", "offload_docs_page", "offload_dashboard"})
 
 ANSWERS = "_offload_openapi_answers"
 REFINE = "_offload_openapi_refine"
