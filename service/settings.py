@@ -114,13 +114,19 @@ def setting_names() -> list[str]:
     return [f"{PREFIX}{spec.name.upper()}" for spec in fields(Settings)]
 
 
+# Read by the HTTP client and the ``offload`` command, not by the service: a shell that
+# exports them for the client may also start the server.
+CLIENT_NAMES = frozenset({"OFFLOAD_URL", "OFFLOAD_TOKEN"})
+
+
 def unknown_names(names: Iterable[object]) -> dict[str, str | None]:
-    """The ``OFFLOAD_*`` names among ``names`` that are no setting, each with the closest
-    real setting's name (None when nothing is close)."""
+    """The ``OFFLOAD_*`` names among ``names`` that are no setting (nor the client's), each
+    with the closest real setting's name (None when nothing is close)."""
     known = setting_names()
     found: dict[str, str | None] = {}
     for name in names:
-        if isinstance(name, str) and name.startswith(PREFIX) and name not in known:
+        if (isinstance(name, str) and name.startswith(PREFIX) and name not in known
+                and name not in CLIENT_NAMES):
             # compared without the prefix, which every name shares
             close = difflib.get_close_matches(name.removeprefix(PREFIX),
                                               [k.removeprefix(PREFIX) for k in known], 1, 0.7)

@@ -124,3 +124,10 @@ def test_every_real_setting_is_silent(caplog: pytest.LogCaptureFixture) -> None:
     from service.settings import setting_names, unknown_names
 
     assert unknown_names(setting_names()) == {}
+
+
+def test_the_clients_variables_are_not_called_misspelled_settings() -> None:
+    from service.settings import unknown_names
+
+    assert unknown_names(["OFFLOAD_URL", "OFFLOAD_TOKEN", "OFFLOAD_TOKENS"]) == {
+        "OFFLOAD_TOKENS": "OFFLOAD_API_TOKENS"}
