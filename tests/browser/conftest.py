@@ -1,8 +1,10 @@
 """Fixtures of the browser tests: Debian's Chromium driven by Playwright (never a downloaded
-browser), one launch per test session, a fresh context per test; real servers on loopback.
+browser), one launch per test module, a fresh context per test; real servers on loopback.
 
-Playwright's sync API runs its own event loop, so these tests and fixtures are plain
-functions (pytest-asyncio's auto mode leaves them alone).
+Playwright's sync API runs its own event loop in this thread while it is started, so these
+tests and fixtures are plain functions (pytest-asyncio's auto mode leaves them alone), and
+Playwright stops at the end of each module: started for the whole session, it would leave
+every async test after it "called from a running event loop".
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     try:
