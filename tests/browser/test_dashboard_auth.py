@@ -89,7 +89,10 @@ def test_the_token_lasts_the_browser_session_and_can_be_forgotten(
     page.reload()
     expect(page.locator("#connection")).to_have_text("Live")
     assert not prompt.is_visible()
+    bobs = echo_as(guarded, BOB, "bob's own")
+    expect(page.locator(f'tr[data-task-id="{bobs}"]')).to_be_visible()
     page.get_by_role("button", name="Forget token").click()
     expect(prompt).to_be_visible()
+    expect(page.locator("#task-rows tr")).to_have_count(0)  # Bob's tasks are gone with him
     assert page.evaluate("sessionStorage.getItem('offload.token')") is None
     watched.assert_clean(401)

@@ -164,10 +164,20 @@ async function reload() {
   }
 }
 
+function forgetState() {
+  reloads += 1; // a read under way belongs to the earlier token
+  known.clear();
+  table.forget();
+  detail.close();
+  overview.apply({ counts: {}, running: 0, capacity: 0 });
+  chart.seed([]);
+}
+
 /** Start (again, after a token was given): the task types, then the feed and the data. */
 async function start() {
   feed.stop();
   loaded = false;
+  forgetState(); // what an earlier token could see is not this one's to show
   setConnection("waiting", "Connecting…");
   try {
     const types = (await api.taskTypes()).items;

@@ -60,14 +60,13 @@ export class TaskTable {
       cursor: this.cursors.at(-1) });
   }
 
-  /** Show a page; tasks in `fresher` (changed by the feed meanwhile) keep their rows. */
+  /** Show a page; tasks in `fresher` (changed by the feed meanwhile) win over the page's. */
   show(page, fresher = new Map()) {
     this.nextCursor = page.next_cursor;
-    const kept = new Map([...this.rows].filter(([id]) => fresher.has(id)));
     clear(this.body);
     this.rows.clear();
     for (const task of page.items) this.place(fresher.get(task.id) ?? task, false);
-    for (const [id, row] of kept) if (!this.rows.has(id)) this.upsert(row.task);
+    for (const task of fresher.values()) if (!this.rows.has(task.id)) this.upsert(task);
     this.renderPager();
   }
 
@@ -123,16 +122,24 @@ export class TaskTable {
     this.renderPager();
   }
 
-  /** Insert a row where its creation time puts it (newest first). */
+  /** Insert a row where its creation time puts it (newest first), or at the end. */
   place(task, sorted) {
     const row = this.build(task);
     this.rows.set(task.id, row);
     const created = parseTime(task.created_at) ?? 0;
-    const before = sorted && [...this.rows.values()].find((other) => other !== row
-      && (parseTime(other.task.created_at) ?? 0) <= created);
-    if (before) this.body.insertBefore(row.tr, before.tr);
+    const before = sorted ? [...this.body.rows].find((tr) => {
+      const other = this.rows.get(tr.dataset.taskId);
+      return other && other !== row && (parseTime(other.task.created_at) ?? 0) <= created;
+    }) : null;
+    if (before) this.body.insertBefore(row.tr, before);
     else this.body.append(row.tr);
     this.update(row, task);
+  }
+
+  /** Drop every row (another token's tasks, say). */
+  forget() {
+    this.cursors = [null];
+    this.show({ items: [], next_cursor: null });
   }
 
   build(task) {
