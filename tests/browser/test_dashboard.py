@@ -279,3 +279,46 @@ def test_a_broken_feed_reconnects_and_resumes_with_last_event_id(
     # (its table's page and the chart's finished tasks)
     assert len([url for url in watched.requests if "/tasks?" in url]) == 2
     watched.assert_clean(network_errors=True)
+
+
+def shown_ids(page: Page) -> list[str]:
+    ids: list[str] = page.locator("#task-rows tr").evaluate_all(
+        "rows => rows.map(row => row.dataset.taskId)")
+    return ids
+
+
+def test_the_table_filters_by_status_and_name_and_pages_with_the_cursor(
+        server: Server, api: httpx.Client, make_page: Any) -> None:
+    batch = api.post("/tasks/batch", json={"tasks": [
+        {"name": "echo", "args": [f"page test {n}"]} for n in range(25)]})
+    assert batch.status_code == 202, batch.text
+    for task in batch.json()["items"]:
+        finished(api, task)
+    failed = finished(api, submit(api, "fail", "for the filter"))
+    watched: Watched = make_page()
+    page = open_dashboard(watched, server)
+    tasks = page.get_by_role("region", name="Tasks")
+
+    tasks.get_by_label("Task type").select_option("echo")
+    expect(page.locator("#task-rows tr")).to_have_count(20)
+    expect(page.locator("#task-rows tr td.name a").first).to_have_text("echo")
+    first_page = shown_ids(page)
+    tasks.get_by_role("button", name="Older").click()
+    expect(page.locator("#page-label")).to_have_text("Page 2")
+    expect(page.locator("#task-rows tr").first).not_to_have_attribute(
+        "data-task-id", first_page[0])
+    second_page = shown_ids(page)
+    tasks.get_by_role("button", name="Newer").click()
+    expect(page.locator("#page-label")).to_have_text("Page 1")
+    expect(page.locator("#task-rows tr")).to_have_count(20)
+    assert shown_ids(page) == first_page
+    assert not set(first_page) & set(second_page)
+    assert {task["id"] for task in batch.json()["items"]} <= {*first_page, *second_page}
+
+    tasks.get_by_label("Task type").select_option("")
+    tasks.get_by_label("Status").select_option("failed")
+    expect(row(page, failed["id"])).to_be_visible()
+    statuses = page.locator("#task-rows tr").evaluate_all(
+        "rows => rows.map(row => row.dataset.status)")
+    assert set(statuses) == {"failed"}
+    watched.assert_clean()
