@@ -93,6 +93,11 @@ def loaded(page: Page) -> None:
     expect(page.locator("main")).to_have_attribute("aria-busy", "false")
 
 
+def settled(page: Page) -> None:
+    """Until the task table shows the page last asked for (aria-busy off)."""
+    expect(page.locator("#task-table")).to_have_attribute("aria-busy", "false")
+
+
 def _record(watched: Watched, message: ConsoleMessage) -> None:
     if message.type in {"error", "warning"}:
         watched.console.append(f"{message.type}: {message.text}")

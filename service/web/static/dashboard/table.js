@@ -14,6 +14,7 @@ export class TaskTable {
   /** actions: {cancel(task), remove(task)}; both return promises. */
   constructor(actions) {
     this.actions = actions;
+    this.table = byId("task-table"); // aria-busy while a page is being read
     this.body = byId("task-rows");
     this.empty = byId("tasks-empty");
     this.statusFilter = byId("filter-status");
@@ -24,6 +25,7 @@ export class TaskTable {
     this.rows = new Map(); // task id -> {task, tr, cells}
     this.cursors = [null]; // the cursor of each page up to the current one
     this.nextCursor = null;
+    this.loads = 0; // pages asked for: only the last one asked for is shown
     this.statusFilter.addEventListener("change", () => this.firstPage());
     this.nameFilter.addEventListener("change", () => this.firstPage());
     this.newer.addEventListener("click", () => this.turn(-1));
@@ -55,13 +57,24 @@ export class TaskTable {
   }
 
   /** GET /tasks for the current page and filters (not shown yet: see show()). */
-  fetchPage() {
-    return api.list({ status: this.statuses, name: this.nameFilter.value, limit: PAGE_SIZE,
-      cursor: this.cursors.at(-1) });
+  async fetchPage() {
+    const load = ++this.loads;
+    this.table.setAttribute("aria-busy", "true");
+    try {
+      const page = await api.list({ status: this.statuses, name: this.nameFilter.value,
+        limit: PAGE_SIZE, cursor: this.cursors.at(-1) });
+      return { ...page, load };
+    } catch (error) {
+      if (load === this.loads) this.table.setAttribute("aria-busy", "false");
+      throw error;
+    }
   }
 
-  /** Show a page; tasks in `fresher` (changed by the feed meanwhile) win over the page's. */
+  /** Show a page; tasks in `fresher` (changed by the feed meanwhile) win over the page's.
+   * A page asked for before another one (filters changed meanwhile) is not shown. */
   show(page, fresher = new Map()) {
+    if (page.load !== undefined && page.load !== this.loads) return;
+    this.table.setAttribute("aria-busy", "false");
     this.nextCursor = page.next_cursor;
     clear(this.body);
     this.rows.clear();
@@ -139,6 +152,7 @@ export class TaskTable {
   /** Drop every row (another token's tasks, say). */
   forget() {
     this.cursors = [null];
+    this.loads += 1;
     this.show({ items: [], next_cursor: null });
   }
 
