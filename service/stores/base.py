@@ -19,6 +19,7 @@ from typing import Literal
 
 from ..errors import StoreUnavailable
 from ..models import JSON, Progress, Status, TaskError, TaskRecord
+from ..rate_limits import RateLimit
 
 ChangeKind = Literal["status", "progress"]
 ChangeListener = Callable[[ChangeKind, TaskRecord], None]
@@ -50,7 +51,8 @@ class ClaimRequest:
     once in the whole deployment (every process of a shared store counted). ``excluded``:
     names this runner cannot start now (their executor is full here). ``pools``: names
     that share this runner's free slots (those of one executor) and how many of them this
-    claim may take in all.
+    claim may take in all. ``rates``: per task name, at most so many starts in any window
+    of its length (every process counted, retries included: each claim is a start).
     """
 
     worker: str
@@ -60,6 +62,7 @@ class ClaimRequest:
     limits: Mapping[str, int] = field(default_factory=dict)
     excluded: Collection[str] = frozenset()
     pools: Sequence[tuple[Collection[str], int]] = ()
+    rates: Mapping[str, RateLimit] = field(default_factory=dict)
 
 
 class PoolRoom:
@@ -183,12 +186,19 @@ class TaskStore(ABC):
         """Move up to ``request.limit`` startable records to running, best first, each
         with ``attempts`` + 1, ``started_at`` now, no progress, and a lease held by
         ``request.worker`` until ``now + lease``. Skips names in ``excluded``, names at
-        their ``limits`` and names whose pool is used up. Records with
+        their ``limits``, names whose pool is used up and names that their ``rates``
+        hold back (each start logged with the claim, in the same step). Records with
         ``cancel_requested`` are never started."""
 
     @abstractmethod
     async def next_due(self) -> float | None:
         """The earliest ``scheduled_at`` of a scheduled record, or None."""
+
+    @abstractmethod
+    async def next_start(self, rates: Mapping[str, RateLimit], now: float) -> float | None:
+        """The earliest time after ``now`` at which a name that its rate holds back at
+        ``now`` may start again (by the starts claims logged), or None if none is held
+        back: when a runner with rate-limited work waiting should claim again."""
 
     @abstractmethod
     async def settle(self, record: TaskRecord, worker: str, outcome: Outcome

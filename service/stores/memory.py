@@ -9,11 +9,13 @@ from __future__ import annotations
 import secrets
 from bisect import bisect_left
 from collections import Counter, OrderedDict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
-from .base import ClaimRequest, ListQuery, Outcome, PoolRoom, QueueBoundReached, TaskStore
+from ..rate_limits import RateLimit
+from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
 from .memory_queue import StartQueue
+from .rate_room import StartRoom, earliest_start, log_start, nth_newest
 
 _COMPACT_SLACK = 1024
 STATUS_SORT_RATIO = 8  # sort a status's records when they are at most 1/8 of all records
@@ -70,6 +72,7 @@ class MemoryStore(TaskStore):
         self._next_seq = 1
         self._key = secrets.token_bytes(32)
         self._meta: dict[str, bytes] = {}
+        self._starts: dict[str, list[float]] = {}  # per rate-limited name, oldest first
 
     # -- the front ------------------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class MemoryStore(TaskStore):
             self._queue.push(due)
             self._changed("status", due)
         claimed: list[TaskRecord] = []
-        pools = PoolRoom(request.pools)
+        pools = StartRoom(request, self._starts_of)
         while len(claimed) < request.limit:
             record = self._queue.pop_best(request.limits, request.excluded, pools)
             if record is None:
@@ -232,6 +235,9 @@ class MemoryStore(TaskStore):
             record.lease_owner = request.worker
             record.lease_expires = request.now + request.lease
             self._queue.running_by_name[record.name] += 1
+            rate = request.rates.get(record.name)
+            if rate is not None:
+                log_start(self._starts.setdefault(record.name, []), request.now, rate.starts)
             self._track(record)
             claimed.append(record)
             self._changed("status", record)
@@ -239,6 +245,13 @@ class MemoryStore(TaskStore):
 
     async def next_due(self) -> float | None:
         return self._queue.next_due()
+
+    async def next_start(self, rates: Mapping[str, RateLimit], now: float) -> float | None:
+        return earliest_start(
+            rates, lambda name, n: nth_newest(self._starts.get(name, []), n), now)
+
+    def _starts_of(self, name: str, newest: int) -> list[float]:
+        return self._starts.get(name, [])[-newest:]
 
     async def settle(self, record: TaskRecord, worker: str, outcome: Outcome
                      ) -> TaskRecord | None:

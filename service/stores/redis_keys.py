@@ -26,6 +26,9 @@ key                            type          holds
                                              ``t`` (task id), ``k`` (kind), ``w`` (writer)
 ``P feed:n``                   string        the last feed entry's ``n`` (the cursor)
 ``P meta:<key>``               string        a small named value of the service's (schedules)
+``P rate:<name>``              sorted set    the newest starts of a rate-limited name (at
+                                             most its N): member ``<id>:<attempt>``,
+                                             score the start time
 =============================  ============  ===========================================
 
 Counts are the sizes of the status sets (``ZCARD``), so they can never drift from the
@@ -51,6 +54,10 @@ class Keys:
         self.version = prefix + "version"
         self.cursor_key = prefix + "cursor_key"
         self.due = prefix + "due"
+
+    def rate_log(self, name: str) -> str:
+        """The newest starts of a rate-limited task name (at most its N)."""
+        return f"{self.prefix}rate:{name}"
 
     def meta(self, key: str) -> str:
         return f"{self.prefix}meta:{key}"

@@ -10,9 +10,10 @@ PROMOTE_MAX = 1000  # due records queued by one claim (the next claim queues the
 CLAIM_SLACK = 8  # extra heads read per name, beyond the claim's limit
 
 # ARGV[4]: now; [5]: the lease's end; [6]: worker; [7]: limit; then the per-name caps
-# (count, then name, cap, ...), the excluded names (count, names), and the pools (count,
-# then for each: free slots, count, names). Answers {claimed, promoted}: flat hashes of the
-# records started here and of the scheduled records this claim queued (or cancelled).
+# (count, then name, cap, ...), the excluded names (count, names), the pools (count,
+# then for each: free slots, count, names), and the rates (count, then name, starts,
+# window, ...). Answers {claimed, promoted}: flat hashes of the records started here and
+# of the scheduled records this claim queued (or cancelled).
 CLAIM = rf"""
 local now, expires, worker, limit = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
 local claimed, promoted = {{}}, {{}}
@@ -37,13 +38,32 @@ for p = 1, pools do
   for i = 0, k - 1 do pool_of[ARGV[at + i]] = p end
   at = at + k
 end
--- left[name]: how many more may start, its cap less those running in every process
+local rates, budget = {{}}, {{}}
+for _ = 1, tonumber(ARGV[at]) do
+  rates[ARGV[at + 1]] = {{tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])}}; at = at + 3
+end
+-- How many more starts a rate allows now (at most the claim's limit): the k-th is allowed
+-- if the N-th newest start before it, the log's (N - k)-th newest, is missing or at least
+-- a window before now (the test of RateLimit.holds_back, on the same doubles).
+local function rate_budget(key, starts, window)
+  local logged = redis.call('ZCARD', key)
+  local free, rank = math.max(starts - logged, 0), math.min(logged, starts) - 1
+  while free < limit and rank >= 0 do
+    local start = redis.call('ZREVRANGE', key, rank, rank, 'WITHSCORES')
+    if tonumber(now) - tonumber(start[2]) < window then break end
+    free, rank = free + 1, rank - 1
+  end
+  return free
+end
+-- left[name]: how many more may start, its cap less those running in every process;
+-- budget[name]: how many more its rate allows now (its log: P rate:<name>, newest N)
 local left, heads = {{}}, {{}}
 for _, name in ipairs(redis.call('SMEMBERS', P .. 'names')) do
-  local pool, cap = pool_of[name], caps[name]
+  local pool, cap, rate = pool_of[name], caps[name], rates[name]
   if not excluded[name] and (not pool or room[pool] > 0) then
     if cap then left[name] = cap - redis.call('ZCARD', P .. 'n:running:' .. name) end
-    if not cap or left[name] > 0 then
+    if rate then budget[name] = rate_budget(P .. 'rate:' .. name, rate[1], rate[2]) end
+    if (not cap or left[name] > 0) and (not rate or budget[name] > 0) then
       local lane = redis.call('ZRANGE', P .. 'ready:' .. name, 0, limit + {CLAIM_SLACK} - 1,
                               'WITHSCORES')
       for j = 1, #lane, 2 do heads[#heads + 1] = {{tonumber(lane[j + 1]), lane[j], name}} end
@@ -58,17 +78,25 @@ for _, head in ipairs(heads) do
   if #claimed >= limit then break end
   local name = head[3]
   local pool = pool_of[name]
-  if (not left[name] or left[name] > 0) and (not pool or room[pool] > 0) then
+  if (not left[name] or left[name] > 0) and (not pool or room[pool] > 0)
+      and (not budget[name] or budget[name] > 0) then
     local h = load(string.sub(head[2], string.find(head[2], ':', 1, true) + 1))
     if h.cancel ~= '1' then  -- never so while queued; never started if so
       if left[name] then left[name] = left[name] - 1 end
       if pool then room[pool] = room[pool] - 1 end
       change(h, 'running', {{attempts = int(tonumber(h.attempts) + 1), started_at = now,
                              lease_owner = worker, lease_expires = expires, progress = false}})
+      if budget[name] then
+        budget[name] = budget[name] - 1
+        redis.call('ZADD', P .. 'rate:' .. name, now, h.id .. ':' .. h.attempts)
+      end
       feed(h.id, 'status')
       claimed[#claimed + 1] = flatten(h)
     end
   end
+end
+for name, rate in pairs(rates) do  -- keep the newest N starts of each name
+  if budget[name] then redis.call('ZREMRANGEBYRANK', P .. 'rate:' .. name, 0, -rate[1] - 1) end
 end
 return {{claimed, promoted}}
 """

@@ -19,10 +19,11 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..models import ALLOWED_MOVES, Progress, Status, TaskRecord
+from ..rate_limits import RateLimit
 from .base import (
     ChangeKind,
     ClaimRequest,
@@ -32,6 +33,7 @@ from .base import (
     StoreUnavailable,
     TaskStore,
 )
+from .rate_room import earliest_start
 from .redis_codec import decode, decode_flat, encode, encode_error, encode_result, number, text
 from .redis_connect import RedisOptions, connect, redacted, unavailable
 from .redis_keys import LAYOUT_VERSION, Keys
@@ -237,6 +239,9 @@ class RedisStore(TaskStore):
         args += [len(request.excluded), *request.excluded, len(request.pools)]
         for names, free in request.pools:
             args += [free, len(names), *names]
+        args.append(len(request.rates))
+        for name, rate in request.rates.items():
+            args += [name, rate.starts, number(rate.window)]
         # Shielded: a caller that stops waiting must not leave records running that no
         # runner holds (they would be reclaimed as interrupted a lease later).
         call = asyncio.ensure_future(self._run("claim", args))
@@ -280,6 +285,18 @@ class RedisStore(TaskStore):
     async def next_due(self) -> float | None:
         first = await self._guard(self._redis().zrange(self.keys.due, 0, 0, withscores=True))
         return float(first[0][1]) if first else None
+
+    async def next_start(self, rates: Mapping[str, RateLimit], now: float) -> float | None:
+        if not rates:
+            return None
+        pipe = self._redis().pipeline(transaction=False)
+        for name, rate in rates.items():  # each name's N-th newest start
+            pipe.zrevrange(self.keys.rate_log(name), rate.starts - 1, rate.starts - 1,
+                           withscores=True)
+        answers = await self._guard(pipe.execute())
+        nth = {name: float(answer[0][1]) if answer else None
+               for name, answer in zip(rates, answers, strict=True)}
+        return earliest_start(rates, lambda name, _: nth[name], now)
 
     async def settle(self, record: TaskRecord, worker: str, outcome: Outcome
                      ) -> TaskRecord | None:

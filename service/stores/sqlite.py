@@ -21,12 +21,14 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from ..models import Progress, Status, TaskRecord
+from ..rate_limits import RateLimit
 from . import sqlite_ops as ops
+from . import sqlite_rates
 from . import sqlite_reads as reads
 from .base import ChangeKind, ClaimRequest, ListQuery, Outcome, StoreUnavailable, TaskStore
 from .sqlite_lock import WriterLock
@@ -206,6 +208,7 @@ class SQLiteStore(TaskStore):
     async def claim(self, request: ClaimRequest) -> list[TaskRecord]:
         request = dataclasses.replace(  # copies: the thread reads them later
             request, limits=dict(request.limits), excluded=frozenset(request.excluded),
+            rates=dict(request.rates),
             pools=tuple((frozenset(names), free) for names, free in request.pools))
 
         def run(tx: Tx) -> list[TaskRecord]:
@@ -222,6 +225,12 @@ class SQLiteStore(TaskStore):
 
     async def next_due(self) -> float | None:
         return await self._read(reads.next_due)
+
+    async def next_start(self, rates: Mapping[str, RateLimit], now: float) -> float | None:
+        if not rates:
+            return None
+        rates = dict(rates)
+        return await self._read(lambda conn: sqlite_rates.next_start(conn, rates, now))
 
     async def settle(self, record: TaskRecord, worker: str, outcome: Outcome
                      ) -> TaskRecord | None:

@@ -10,7 +10,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Status, TaskRecord
-from .base import ClaimRequest, Outcome, PoolRoom, QueueBoundReached
+from . import sqlite_rates
+from .base import ClaimRequest, Outcome, QueueBoundReached
+from .rate_room import StartRoom
 from .sqlite_schema import INSERT, SELECT, TERMINAL_SQL, decode, encode, encode_error, encode_result
 from .sqlite_writer import Tx
 
@@ -128,14 +130,16 @@ def get_meta(conn: sqlite3.Connection, key: str) -> bytes | None:
 # -- the runner -------------------------------------------------------------------------
 
 class _Room:
-    """Which names may start now: not excluded, and below their limit counting the running
-    records of every process plus those picked in this claim."""
+    """Which names may start now: not excluded, with room in their pool and rate, and below
+    their limit counting the running records of every process plus those picked in this
+    claim."""
 
     def __init__(self, conn: sqlite3.Connection, request: ClaimRequest) -> None:
         self._conn = conn
         self._limits = request.limits
         self._excluded = request.excluded
-        self._pools = PoolRoom(request.pools)
+        self._pools = StartRoom(request, lambda name, newest: sqlite_rates.recent_starts(
+            conn, name, newest))
         self._left: dict[str, int] = {}
 
     def allows(self, name: str) -> bool:
@@ -220,6 +224,7 @@ def _start(tx: Tx, picked: list[int], request: ClaimRequest) -> list[TaskRecord]
     records = [by_seq[seq] for seq in picked]
     for record in records:
         tx.changed("status", record)
+    sqlite_rates.log_starts(tx.conn, records, request.rates, request.now)
     return records
 
 

@@ -100,6 +100,10 @@ CREATE TRIGGER IF NOT EXISTS tasks_counted_moves AFTER UPDATE OF status ON tasks
 {_COUNT_IN}
 END;
 
+-- The newest starts of each rate-limited name (stores/sqlite_rates.py), at most its N.
+CREATE TABLE IF NOT EXISTS rate_starts (name TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS rate_starts_by_name ON rate_starts (name, at);
+
 -- The change feed other processes read: appended with every status change, cancel
 -- request and progress write, pruned to the newest rows by evict().
 CREATE TABLE IF NOT EXISTS changes (

@@ -9,10 +9,11 @@ answers to be the same object, fails against it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TypeVar
 
 from service.models import Progress, Status, TaskError, TaskRecord
+from service.rate_limits import RateLimit
 from service.stores.base import (
     ChangeKind,
     ClaimRequest,
@@ -75,6 +76,9 @@ class CopyingStore(TaskStore):
 
     async def next_due(self) -> float | None:
         return await self.inner.next_due()
+
+    async def next_start(self, rates: Mapping[str, RateLimit], now: float) -> float | None:
+        return await self.inner.next_start(dict(rates), now)
 
     async def settle(self, record: TaskRecord, worker: str, outcome: Outcome
                      ) -> TaskRecord | None:
