@@ -12,10 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 JSON = Any
 """A JSON value: None, bool, int, float, str, list of JSON, dict of str to JSON."""
+
+Receives = Literal["result", "results"]
+RECEIVES: tuple[Receives, ...] = ("result", "results")
 
 
 class Status(StrEnum):
@@ -23,13 +26,17 @@ class Status(StrEnum):
 
     QUEUED = "queued"
     SCHEDULED = "scheduled"
+    WAITING = "waiting"
+    """Held until every task it ``depends_on`` has succeeded (then queued), or until one
+    of them ends otherwise (then cancelled). Not due at any time: that is ``scheduled``."""
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
-PENDING = frozenset({Status.QUEUED, Status.SCHEDULED})
+PENDING = frozenset({Status.QUEUED, Status.SCHEDULED, Status.WAITING})
+"""Not started yet: what counts toward the queue bound."""
 ACTIVE = PENDING | {Status.RUNNING}
 TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
@@ -37,6 +44,7 @@ TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 # idempotent task handed back to a durable store at shutdown.
 ALLOWED_MOVES: dict[Status, frozenset[Status]] = {
     Status.SCHEDULED: frozenset({Status.QUEUED, Status.CANCELLED, Status.FAILED}),
+    Status.WAITING: frozenset({Status.QUEUED, Status.CANCELLED, Status.FAILED}),
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
     Status.RUNNING: frozenset(TERMINAL | {Status.SCHEDULED, Status.QUEUED}),
     Status.SUCCEEDED: frozenset(),
@@ -168,6 +176,12 @@ class TaskRecord:
     seq: int = 0
     lease_owner: str | None = None  # the runner holding a running record (never shown)
     lease_expires: float | None = None
+    depends_on: list[str] = field(default_factory=list)
+    """Ids of the tasks this one waits for (``waiting`` until they have all succeeded)."""
+    receives: Receives | None = None
+    """What of its dependencies it gets, put before its ``args`` when it is released:
+    ``"result"`` the one dependency's result (a chain), ``"results"`` the list of their
+    results in ``depends_on`` order (a chord). None: nothing (HTTP's ``depends_on``)."""
 
     @property
     def terminal(self) -> bool:
@@ -201,6 +215,7 @@ class TaskRecord:
             "scheduled_at": isoformat(self.scheduled_at),
             "started_at": isoformat(self.started_at),
             "finished_at": isoformat(self.finished_at),
+            "depends_on": self.depends_on,
         }
 
 
@@ -214,8 +229,15 @@ class Submission:
     delay: float | None = None
     priority: int = 0
     timeout: float | None = None
+    depends_on: Sequence[str] = ()
+    """Ids of tasks that must succeed first (see :attr:`TaskRecord.depends_on`)."""
+    receives: Receives | None = None
+    """See :attr:`TaskRecord.receives` (the library's chains and chords set it)."""
 
     def fingerprint(self) -> str:
         body = {"name": self.name, "args": list(self.args), "kwargs": self.kwargs,
                 "delay": self.delay, "priority": self.priority, "timeout": self.timeout}
+        if self.depends_on or self.receives:  # unchanged for a submission without them
+            body["depends_on"] = list(self.depends_on)
+            body["receives"] = self.receives
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

@@ -30,6 +30,9 @@ LEGAL = [
     (Status.SCHEDULED, Status.QUEUED),
     (Status.SCHEDULED, Status.CANCELLED),
     (Status.SCHEDULED, Status.FAILED),
+    (Status.WAITING, Status.QUEUED),
+    (Status.WAITING, Status.CANCELLED),
+    (Status.WAITING, Status.FAILED),
     (Status.RUNNING, Status.SUCCEEDED),
     (Status.RUNNING, Status.FAILED),
     (Status.RUNNING, Status.CANCELLED),
@@ -59,7 +62,7 @@ def test_every_other_move_is_refused(source: Status, target: Status) -> None:
 def test_terminal_statuses_never_change() -> None:
     assert all(not ALLOWED_MOVES[status] for status in TERMINAL)
     assert {Status.SUCCEEDED, Status.FAILED, Status.CANCELLED} == TERMINAL
-    assert {Status.QUEUED, Status.SCHEDULED} == PENDING
+    assert {Status.QUEUED, Status.SCHEDULED, Status.WAITING} == PENDING
     assert PENDING | {Status.RUNNING} == ACTIVE
     assert TaskRecord(name="t", status=Status.CANCELLED).terminal
     assert not TaskRecord(name="t", status=Status.RUNNING).terminal

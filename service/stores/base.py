@@ -149,8 +149,14 @@ class TaskStore(ABC):
 
         A record whose ``(owner, idempotency_key)`` is already stored is not added: the
         stored record stands in its place in the answer (compare ``id`` to tell). Raises
-        :class:`QueueBoundReached` when the queued and scheduled records would then number more
-        than ``max_pending``.
+        :class:`QueueBoundReached` when the queued, scheduled and waiting records would then
+        number more than ``max_pending``.
+
+        A record added ``waiting`` has ``depends_on``: it is released (queued, given what it
+        ``receives``) in the same step as the last of them succeeds, and cancelled, with an
+        error naming the dependency, in the same step as one ends otherwise; the rules are
+        in :mod:`.dependencies`. An id that is no record of the same owner, stored or in
+        the call, raises :class:`~.dependencies.UnknownDependency`.
         """
 
     @abstractmethod

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import secrets
 from bisect import bisect_left
-from collections import Counter, OrderedDict
+from collections import ChainMap, Counter, OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
 from ..rate_limits import RateLimit
 from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
+from .dependencies import DependencyBook, check_known, released_args
 from .memory_queue import StartQueue
 from .rate_room import StartRoom, earliest_start, log_start, nth_newest
 
@@ -72,6 +73,7 @@ class MemoryStore(TaskStore):
         self._next_seq = 1
         self._key = secrets.token_bytes(32)
         self._meta: dict[str, bytes] = {}
+        self._deps = DependencyBook()
         self._starts: dict[str, list[float]] = {}  # per rate-limited name, oldest first
 
     # -- the front ------------------------------------------------------------------------
@@ -79,12 +81,12 @@ class MemoryStore(TaskStore):
     async def add(self, records: Sequence[TaskRecord], max_pending: int | None = None
                   ) -> list[TaskRecord]:
         answer = list(records)
-        fresh: list[TaskRecord] = []
+        fresh: list[int] = []
         batch: dict[tuple[str | None, str], TaskRecord] = {}
         for index, record in enumerate(records):
             key = record.idempotency_key
             if key is None:
-                fresh.append(record)
+                fresh.append(index)
                 continue
             known = self._idempotency.get((record.owner, key))
             first = self._records[known] if known is not None else batch.get((record.owner, key))
@@ -92,16 +94,58 @@ class MemoryStore(TaskStore):
                 answer[index] = first
             else:
                 batch[(record.owner, key)] = record
-                fresh.append(record)
+                fresh.append(index)
         if max_pending is not None and self._pending() + len(fresh) > max_pending:
             raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
-        for record in fresh:
-            self._insert(record)
+        check_known(records, fresh, self._records.get)
+        self._admit([records[index] for index in fresh])
         return answer
+
+    def _admit(self, fresh: list[TaskRecord]) -> None:
+        """Insert new records; each waiting one is queued or cancelled at once if its
+        dependencies allow, else booked to wait."""
+        known = ChainMap({record.id: record for record in fresh}, self._records)
+        ended = []
+        for record in fresh:
+            if record.status is Status.WAITING:
+                status, value = self._deps.admit(record, known)
+                if status is Status.QUEUED:
+                    assert isinstance(value, list)
+                    record.args = released_args(record.receives, value, record.args)
+                elif status is Status.CANCELLED:
+                    record.error = value if isinstance(value, TaskError) else None
+                    record.finished_at = record.created_at
+                    ended.append(record)
+                record.status = status
+            self._insert(record)
+        for record in ended:  # records of this call may wait for it
+            self._ended(record, record.created_at)
 
     def _pending(self) -> int:
         counts = self._counts[_EVERYONE]
-        return counts[Status.QUEUED] + counts[Status.SCHEDULED]
+        return counts[Status.QUEUED] + counts[Status.SCHEDULED] + counts[Status.WAITING]
+
+    def _ended(self, record: TaskRecord, now: float) -> None:
+        """``record`` has just become terminal: release or cancel the records waiting for
+        it, and theirs in turn (see :mod:`.dependencies`)."""
+        todo = [record]
+        while todo:
+            ending = self._deps.ended(todo.pop())
+            for task_id, results in ending.released:
+                waiter = self._records[task_id]
+                waiter.args = released_args(waiter.receives, results, waiter.args)
+                waiter.move(Status.QUEUED)
+                self._track(waiter)
+                self._queue.push(waiter)
+                self._changed("status", waiter)
+            for task_id, error in ending.cancelled:
+                waiter = self._records[task_id]
+                waiter.move(Status.CANCELLED)
+                waiter.error = error
+                waiter.finished_at = now
+                self._track(waiter)
+                self._changed("status", waiter)
+                todo.append(waiter)
 
     def _insert(self, record: TaskRecord) -> None:
         record.seq = seq = self._next_seq
@@ -168,14 +212,18 @@ class MemoryStore(TaskStore):
         if record is None or record.terminal:
             return record
         record.cancel_requested = True
-        if record.status is not Status.RUNNING:
-            was_queued = record.status is Status.QUEUED
-            record.move(Status.CANCELLED)
-            record.finished_at = now
-            self._track(record)
-            if was_queued:
-                self._queue.dropped(record)
+        if record.status is Status.RUNNING:
+            self._changed("status", record)
+            return record
+        was_queued = record.status is Status.QUEUED
+        record.move(Status.CANCELLED)
+        record.finished_at = now
+        self._track(record)
+        if was_queued:
+            self._queue.dropped(record)
+        self._deps.forget(record.id)
         self._changed("status", record)
+        self._ended(record, now)
         return record
 
     async def delete(self, task_id: str) -> bool:
@@ -277,6 +325,8 @@ class MemoryStore(TaskStore):
         elif status is Status.QUEUED:
             self._queue.push(stored)
         self._changed("status", stored)
+        if status in TERMINAL:
+            self._ended(stored, outcome.at)
         return stored
 
     def _held(self, record: TaskRecord, worker: str) -> TaskRecord | None:
@@ -316,9 +366,10 @@ class MemoryStore(TaskStore):
         return taken
 
     async def abandon_pending(self, now: float, error: TaskError) -> None:
-        for status in (Status.QUEUED, Status.SCHEDULED):
+        for status in (Status.QUEUED, Status.SCHEDULED, Status.WAITING):
             for task_id in list(self._with_status[status]):
                 record = self._records[task_id]
+                self._deps.forget(task_id)
                 record.move(Status.FAILED)
                 record.error = TaskError(error.type, error.message)
                 record.finished_at = now

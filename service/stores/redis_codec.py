@@ -37,7 +37,9 @@ def encode(record: TaskRecord) -> list[str]:
                         ("rhash", record.request_hash), ("lease_owner", record.lease_owner),
                         ("progress", encode_progress(record.progress)),
                         ("result", encode_result(record.result)),
-                        ("error", encode_error(record.error))):
+                        ("error", encode_error(record.error)),
+                        ("deps", " ".join(record.depends_on) or None),
+                        ("receives", record.receives)):
         if value is not None:
             fields += [name, value]
     return fields
@@ -59,7 +61,9 @@ def decode(fields: Mapping[bytes, bytes]) -> TaskRecord:
         started_at=_float(f.get("started_at")), finished_at=_float(f.get("finished_at")),
         owner=f.get("owner"), idempotency_key=f.get("ikey"), request_hash=f.get("rhash"),
         seq=int(f["seq"]), lease_owner=f.get("lease_owner"),
-        lease_expires=_float(f.get("lease_expires")))
+        lease_expires=_float(f.get("lease_expires")),
+        depends_on=f["deps"].split(" ") if "deps" in f else [],
+        receives=f.get("receives"))  # type: ignore[arg-type]
 
 
 def decode_flat(flat: Sequence[bytes]) -> TaskRecord:

@@ -60,7 +60,7 @@ local function unindex(h)
     if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'names', h.name) end
   elseif s == 'scheduled' then redis.call('ZREM', P .. 'due', h.id)
   elseif s == 'running' then redis.call('ZREM', P .. 'leases', h.id)
-  else redis.call('ZREM', P .. 'done', h.id) end
+  elseif s ~= 'waiting' then redis.call('ZREM', P .. 'done', h.id) end
 end
 
 local function index(h)
@@ -71,7 +71,7 @@ local function index(h)
     redis.call('SADD', P .. 'names', h.name)
   elseif s == 'scheduled' then redis.call('ZADD', P .. 'due', h.scheduled_at, h.id)
   elseif s == 'running' then redis.call('ZADD', P .. 'leases', h.lease_expires or '0', h.id)
-  else redis.call('ZADD', P .. 'done', h.finished_at or '0', h.id) end
+  elseif s ~= 'waiting' then redis.call('ZADD', P .. 'done', h.finished_at or '0', h.id) end
 end
 
 -- move a record to status `to`, setting `fields` (a value of false removes the field)
@@ -99,12 +99,84 @@ local function feed(id, kind)
   redis.call('XADD', P .. 'feed', 'MAXLEN', '~', FEED_MAX, int(n) .. '-0',
              't', id, 'k', kind, 'w', WRITER)
 end
+
+-- depends_on (stores/dependencies.py has the rules): a waiting record's field deps holds
+-- the ids it depends on (space-separated) and awaiting how many have not succeeded yet;
+-- P dr:<id> the results of those that have (field: position); P deps:<id> the records
+-- waiting for <id>. Results and arguments are JSON text, joined but never parsed.
+local function split(ids)
+  local found = {}
+  for id in string.gmatch(ids or '', '[^ ]+') do found[#found + 1] = id end
+  return found
+end
+
+local function dependency_error(d)
+  local why = d.status
+  if d.error then
+    local e = cjson.decode(d.error)
+    why = why .. ' (' .. e.type .. ': ' .. e.message .. ')'
+  end
+  return cjson.encode({type = 'DependencyFailed',
+                       message = 'dependency ' .. d.id .. ' (' .. d.name .. ') ' .. why})
+end
+
+local function released_args(receives, results, args)
+  local head
+  if receives == 'result' then head = results[1]
+  elseif receives == 'results' then head = '[' .. table.concat(results, ',') .. ']'
+  else return args end
+  if args == '[]' then return '[' .. head .. ']' end
+  return '[' .. head .. ',' .. string.sub(args, 2)
+end
+
+local function stop_waiting(w)
+  for _, dep in ipairs(split(w.deps)) do redis.call('SREM', P .. 'deps:' .. dep, w.id) end
+  redis.call('DEL', P .. 'dr:' .. w.id)
+end
+
+-- h has just become terminal: release or cancel what waits for it, and so on down;
+-- each record changed so is appended to `out` as a flat hash
+local function ended(h, now, out)
+  local todo = {h}
+  while #todo > 0 do
+    local d = table.remove(todo)
+    local key = P .. 'deps:' .. d.id
+    local waiters = redis.call('SMEMBERS', key)
+    redis.call('DEL', key)
+    for _, wid in ipairs(waiters) do
+      local w = load(wid)
+      if w and w.status == 'waiting' and d.status == 'succeeded' then
+        local ids, results = split(w.deps), {}
+        for pos, dep in ipairs(ids) do
+          if dep == d.id then redis.call('HSET', P .. 'dr:' .. wid, pos, d.result or 'null') end
+        end
+        if redis.call('HINCRBY', record_key(wid), 'awaiting', -1) <= 0 then
+          for pos = 1, #ids do results[pos] = redis.call('HGET', P .. 'dr:' .. wid, pos) end
+          redis.call('DEL', P .. 'dr:' .. wid)
+          change(w, 'queued', {args = released_args(w.receives, results, w.args),
+                               awaiting = false})
+          feed(wid, 'status')
+          out[#out + 1] = flatten(w)
+        end
+      elseif w and w.status == 'waiting' then
+        stop_waiting(w)
+        change(w, 'cancelled', {error = dependency_error(d), finished_at = now,
+                                awaiting = false})
+        feed(wid, 'status')
+        out[#out + 1] = flatten(w)
+        todo[#todo + 1] = w
+      end
+    end
+  end
+end
 """
 
 # ARGV[4]: the queue bound or ''; ARGV[5]: how many records; then for each record the
 # number of its fields and the fields (name, value, ...). Answers {0} when the bound is
-# reached, else {1, answers}: per record its new seq, the stored record that holds its
-# idempotency key (a flat hash), or '=i' for the same key as record i of this batch.
+# reached, {2, i, j} when record i's (from 0) j-th dependency is unknown, else {1,
+# answers}: per record its new seq, the stored record that holds its idempotency key or,
+# for a record with dependencies, the record as added (a flat hash), or '=i' for the same
+# key as record i of this batch.
 ADD = r"""
 local max_pending, count = ARGV[4], tonumber(ARGV[5])
 local records, at = {}, 6
@@ -131,7 +203,50 @@ for i = 1, count do
 end
 if max_pending ~= '' then
   local pending = redis.call('ZCARD', P .. 's:queued') + redis.call('ZCARD', P .. 's:scheduled')
+    + redis.call('ZCARD', P .. 's:waiting')
   if pending + #fresh > tonumber(max_pending) then return {0} end
+end
+-- every id a fresh record depends on: one of this call's, or a stored one, same owner
+local in_call, stored = {}, {}
+for _, i in ipairs(fresh) do in_call[records[i][1].id] = records[i][1] end
+for _, i in ipairs(fresh) do
+  local h = records[i][1]
+  for pos, dep in ipairs(split(h.deps)) do
+    local d = in_call[dep]
+    if not d then
+      d = stored[dep] or load(dep)
+      stored[dep] = d
+    end
+    if not d or d.owner ~= h.owner then return {2, i - 1, pos - 1} end
+  end
+end
+-- a waiting record: queued at once if every dependency has succeeded, cancelled if one
+-- ended otherwise, else booked
+local cancelled_now = {}
+for _, i in ipairs(fresh) do
+  local h = records[i][1]
+  if h.status == 'waiting' then
+    local ids, results, pending, err = split(h.deps), {}, {}, nil
+    for pos, dep in ipairs(ids) do
+      local d = stored[dep]
+      if not d or not TERMINAL[d.status] then pending[dep] = true
+      elseif d.status == 'succeeded' then results[pos] = d.result or 'null'
+      elseif not err then err = dependency_error(d) end
+    end
+    local awaiting = 0
+    for _ in pairs(pending) do awaiting = awaiting + 1 end
+    if err then
+      h.status, h.error, h.finished_at = 'cancelled', err, h.created_at
+      cancelled_now[#cancelled_now + 1] = h
+    elseif awaiting == 0 then
+      h.status, h.args = 'queued', released_args(h.receives, results, h.args)
+    else
+      h.awaiting = int(awaiting)
+      for dep, _ in pairs(pending) do redis.call('SADD', P .. 'deps:' .. dep, h.id) end
+      for pos, result in pairs(results) do redis.call('HSET', P .. 'dr:' .. h.id, pos, result) end
+    end
+    records[i][2] = flatten(h)
+  end
 end
 local seq = redis.call('INCRBY', P .. 'seq', #fresh) - #fresh
 for _, i in ipairs(fresh) do
@@ -143,6 +258,11 @@ for _, i in ipairs(fresh) do
   if h.ikey then redis.call('HSET', P .. 'idem', idem_field(h.owner, h.ikey), h.id) end
   feed(h.id, 'status')
   answer[i] = seq
+end
+local cascade = {}
+for _, h in ipairs(cancelled_now) do ended(h, h.created_at, cascade) end
+for _, i in ipairs(fresh) do  -- a record with dependencies as it is now: queued or not
+  if records[i][1].deps then answer[i] = redis.call('HGETALL', record_key(records[i][1].id)) end
 end
 return {1, answer}
 """
@@ -173,19 +293,24 @@ end
 return page
 """
 
-# ARGV[4]: task id; [5]: now. Answers false (no such record), or {changed, flat hash}.
+# ARGV[4]: task id; [5]: now. Answers false (no such record), or {changed, flat hash,
+# flat hashes of the records this released or cancelled (those waiting for it)}.
 CANCEL = r"""
 local h = load(ARGV[4])
 if not h then return false end
 if TERMINAL[h.status] then return {0, flatten(h)} end
+local cascade = {}
 if h.status == 'running' then
   redis.call('HSET', record_key(h.id), 'cancel', '1')
   h.cancel = '1'
+  feed(h.id, 'status')
 else
-  change(h, 'cancelled', {cancel = '1', finished_at = ARGV[5]})
+  if h.status == 'waiting' then stop_waiting(h) end
+  change(h, 'cancelled', {cancel = '1', finished_at = ARGV[5], awaiting = false})
+  feed(h.id, 'status')
+  ended(h, ARGV[5], cascade)
 end
-feed(h.id, 'status')
-return {1, flatten(h)}
+return {1, flatten(h), cascade}
 """
 
 # ARGV[4]: task id. Answers 1 if a terminal record was forgotten, else 0.

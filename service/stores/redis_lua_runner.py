@@ -24,6 +24,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'due', '-inf', now,
   else change(h, 'queued', {{}}) end
   feed(id, 'status')
   promoted[#promoted + 1] = flatten(h)
+  if h.status == 'cancelled' then ended(h, now, promoted) end
 end
 if limit <= 0 then return {{claimed, promoted}} end
 local at, caps, excluded, pool_of, room = 8, {{}}, {{}}, {{}}, {{}}
@@ -118,7 +119,8 @@ return back
 """
 
 # ARGV[4..]: task id, attempts, worker, status, at, result, error, scheduled_at ('' for
-# none). Answers the flat hash after, or false if the worker no longer holds the attempt.
+# none). Answers {the flat hash after, flat hashes of the records waiting for it that this
+# released or cancelled}, or false if the worker no longer holds the attempt.
 SETTLE = r"""
 local id, attempts, worker, status, at = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local result, err, scheduled_at = ARGV[9], ARGV[10], ARGV[11]
@@ -136,7 +138,9 @@ elseif status == 'scheduled' then
 end
 change(h, status, fields)
 feed(id, 'status')
-return flatten(h)
+local cascade = {}
+if TERMINAL[status] then ended(h, at, cascade) end
+return {flatten(h), cascade}
 """
 
 # ARGV[4..]: task id, attempts, worker, progress (JSON). Answers 1 if written, else 0.

@@ -33,6 +33,7 @@ from .base import (
     StoreUnavailable,
     TaskStore,
 )
+from .dependencies import UnknownDependency
 from .rate_room import earliest_start
 from .redis_codec import decode, decode_flat, encode, encode_error, encode_result, number, text
 from .redis_connect import RedisOptions, connect, redacted, unavailable
@@ -150,6 +151,9 @@ class RedisStore(TaskStore):
         answer = await self._run("add", args)
         if answer[0] == 0:
             raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
+        if answer[0] == 2:
+            index, position = int(answer[1]), int(answer[2])
+            raise UnknownDependency(index, position, records[index].depends_on[position])
         stored: list[TaskRecord] = []
         for record, result in zip(records, answer[1], strict=True):
             if isinstance(result, int):
@@ -189,10 +193,11 @@ class RedisStore(TaskStore):
         answer = await self._run("cancel", [task_id, number(now)])
         if answer is None:
             return None
-        changed, flat = answer
-        if changed:
-            return self._report("status", [flat])[0]
-        return decode_flat(flat)
+        if not answer[0]:
+            return decode_flat(answer[1])
+        record = self._report("status", [answer[1]])[0]
+        self._report("status", answer[2] if len(answer) > 2 else [])
+        return record
 
     async def delete(self, task_id: str) -> bool:
         return bool(await self._run("delete", [task_id]))
@@ -306,7 +311,11 @@ class RedisStore(TaskStore):
             record.id, record.attempts, worker, outcome.status.value, number(outcome.at),
             encode_result(outcome.result) or "", encode_error(outcome.error) or "",
             "" if outcome.scheduled_at is None else number(outcome.scheduled_at)])
-        return None if flat is None else self._report("status", [flat])[0]
+        if flat is None:
+            return None
+        settled = self._report("status", [flat[0]])[0]
+        self._report("status", flat[1])  # the records waiting for it, released or cancelled
+        return settled
 
     async def save_progress(self, record: TaskRecord, worker: str, progress: Progress) -> bool:
         written = await self._run("progress", [record.id, record.attempts, worker,

@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Status, TaskRecord
+from . import sqlite_deps as deps
 from . import sqlite_rates
 from .base import ClaimRequest, Outcome, QueueBoundReached
 from .rate_room import StartRoom
@@ -45,8 +46,13 @@ def add(tx: Tx, records: Sequence[TaskRecord], max_pending: int | None) -> list[
         fresh.append(index)
     if max_pending is not None and pending(conn) + len(fresh) > max_pending:
         raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")
+    booked = deps.admit(conn, records, fresh)
     seqs = [int(conn.execute(INSERT, encode(records[index])).lastrowid or 0)
             for index in fresh]
+    deps.book(tx, booked)
+    for index in fresh:  # cancelled at once: records of this call may wait for it
+        if records[index].status is Status.CANCELLED:
+            deps.ended(tx, records[index], records[index].created_at)
     for index in fresh:  # so that other processes' runners hear of new work at once
         tx.log(records[index].id, "status")
     for index in fresh:
@@ -76,7 +82,7 @@ def find_idempotent(conn: sqlite3.Connection, owner: str | None, key: str
 def pending(conn: sqlite3.Connection) -> int:
     """Queued and scheduled records in the whole store (every process's)."""
     (count,) = conn.execute("SELECT coalesce(sum(n), 0) FROM counts WHERE scope = '' "
-                            "AND status IN ('queued', 'scheduled')").fetchone()
+                            "AND status IN ('queued', 'scheduled', 'waiting')").fetchone()
     return int(count)
 
 
@@ -87,6 +93,11 @@ def request_cancel(tx: Tx, task_id: str, now: float) -> TaskRecord | None:
     record = decode(row)
     if record.terminal:
         return record
+    if record.status is Status.WAITING:
+        cancelled = deps.cancel_waiting(tx, task_id, None, now, requested=True)
+        assert cancelled is not None
+        deps.ended(tx, cancelled, now)
+        return cancelled
     if record.status is Status.RUNNING:
         row = tx.conn.execute(f"UPDATE tasks SET cancel_requested = 1 WHERE id = ? "
                               f"RETURNING {SELECT}", (task_id,)).fetchone()
@@ -96,6 +107,8 @@ def request_cancel(tx: Tx, task_id: str, now: float) -> TaskRecord | None:
                               (now, task_id)).fetchone()
     record = decode(row)
     tx.changed("status", record)
+    if record.terminal:
+        deps.ended(tx, record, now)
     return record
 
 
@@ -238,7 +251,10 @@ def promote_due(tx: Tx, now: float) -> None:
         f"WHERE status = 'scheduled' AND scheduled_at <= ? RETURNING {SELECT}",
         (now, now)).fetchall()
     for row in rows:
-        tx.changed("status", decode(row))
+        record = decode(row)
+        tx.changed("status", record)
+        if record.terminal:
+            deps.ended(tx, record, now)
 
 
 def unclaim(tx: Tx, records: Sequence[TaskRecord], worker: str) -> None:
@@ -278,6 +294,8 @@ def settle(tx: Tx, task_id: str, attempts: int, worker: str, outcome: Outcome,
                           (*values, task_id)).fetchone()
     record = decode(row)
     tx.changed("status", record)
+    if record.terminal:
+        deps.ended(tx, record, outcome.at)
     return record
 
 

@@ -16,12 +16,12 @@ from typing import Any
 from .. import jsonutil
 from ..models import TERMINAL, Progress, Status, TaskError, TaskRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the waiting status, depends_on and receives, dependencies
 
 COLUMNS = ("seq", "id", "name", "args", "kwargs", "status", "priority", "progress", "result",
            "error", "attempts", "max_attempts", "cancel_requested", "timeout", "created_at",
            "scheduled_at", "started_at", "finished_at", "owner", "idempotency_key",
-           "request_hash", "lease_owner", "lease_expires")
+           "request_hash", "lease_owner", "lease_expires", "depends_on", "receives")
 SELECT = ", ".join(COLUMNS)
 INSERT = (f"INSERT INTO tasks ({', '.join(COLUMNS[1:])}) "
           f"VALUES ({', '.join('?' for _ in COLUMNS[1:])})")
@@ -40,7 +40,7 @@ _STATUSES = ", ".join(f"'{s.value}'" for s in Status)
 # so the queries repeat these conditions word for word.
 TABLES = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
-CREATE TABLE IF NOT EXISTS tasks (
+CREATE TABLE IF NOT EXISTS {{table}} (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     idempotency_key TEXT,
     request_hash TEXT,
     lease_owner TEXT,
-    lease_expires REAL
+    lease_expires REAL,
+    depends_on TEXT,
+    receives TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_status ON tasks (status, seq);
 CREATE INDEX IF NOT EXISTS tasks_name ON tasks (name, status, seq);
@@ -83,6 +85,13 @@ CREATE INDEX IF NOT EXISTS tasks_due ON tasks (scheduled_at) WHERE status = 'sch
 CREATE INDEX IF NOT EXISTS tasks_leases ON tasks (lease_expires) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (finished_at, seq)
     WHERE status IN {TERMINAL_SQL};
+
+-- What each waiting record waits for (stores/sqlite_deps.py): a row per id of its
+-- depends_on, done (with the result) once that one succeeded; gone once it is released.
+CREATE TABLE IF NOT EXISTS dependencies (
+    task_id TEXT NOT NULL, position INTEGER NOT NULL, needs TEXT NOT NULL,
+    done INTEGER NOT NULL, result TEXT, PRIMARY KEY (task_id, position)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dependencies_needs ON dependencies (needs);
 
 -- scope '' counts every record, scope 'o:' || owner one owner's.
 CREATE TABLE IF NOT EXISTS counts (
@@ -112,14 +121,38 @@ CREATE TABLE IF NOT EXISTS changes (
 
 
 def create(conn: sqlite3.Connection) -> None:
-    """Create what is missing and check the version (inside the caller's transaction)."""
-    for statement in _statements(TABLES):
+    """Create what is missing, upgrade a file of version 1, and check the version (inside
+    the caller's transaction)."""
+    for statement in _statements(TABLES.format(table="tasks")):
         conn.execute(statement)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is not None and row[0] == 1:
+        _upgrade_from_1(conn)
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
     (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if version != SCHEMA_VERSION:
         raise sqlite3.DatabaseError(
             f"its schema version is {version!r}, this Offload reads version {SCHEMA_VERSION}")
+
+
+def _upgrade_from_1(conn: sqlite3.Connection) -> None:
+    """Version 1 to 2: the status check gains ``waiting`` and the table two columns. A
+    check cannot be altered, so the table is made again (SQLite's documented way: a new
+    table, the rows copied, the old one dropped, the new one renamed), keeping ``seq``."""
+    (last_seq,) = conn.execute("SELECT coalesce(max(seq), 0) FROM sqlite_sequence "
+                               "WHERE name = 'tasks'").fetchone()
+    tasks_table = next(s for s in _statements(TABLES.format(table="tasks_v2"))
+                       if s.startswith("CREATE TABLE IF NOT EXISTS tasks_v2"))
+    conn.execute(tasks_table)
+    old = ", ".join(COLUMNS[:-2])
+    conn.execute(f"INSERT INTO tasks_v2 ({old}) SELECT {old} FROM tasks")
+    conn.execute("DROP TABLE tasks")  # its indexes and triggers go with it (no trigger fires)
+    conn.execute("ALTER TABLE tasks_v2 RENAME TO tasks")
+    conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'tasks'",
+                 (last_seq,))
+    for statement in _statements(TABLES.format(table="tasks")):
+        conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
 
 
 def _statements(script: str) -> list[str]:
@@ -142,14 +175,16 @@ def encode(record: TaskRecord) -> tuple[Any, ...]:
             record.max_attempts, int(record.cancel_requested), record.timeout,
             record.created_at, record.scheduled_at, record.started_at, record.finished_at,
             record.owner, record.idempotency_key, record.request_hash, record.lease_owner,
-            record.lease_expires)
+            record.lease_expires, _text(record.depends_on) if record.depends_on else None,
+            record.receives)
 
 
 def decode(row: Sequence[Any]) -> TaskRecord:
     """A fresh record from a row of ``SELECT`` (the columns in ``COLUMNS`` order)."""
     (seq, task_id, name, args, kwargs, status, priority, progress, result, error, attempts,
      max_attempts, cancel_requested, timeout, created_at, scheduled_at, started_at,
-     finished_at, owner, idempotency_key, request_hash, lease_owner, lease_expires) = row
+     finished_at, owner, idempotency_key, request_hash, lease_owner, lease_expires,
+     depends_on, receives) = row
     return TaskRecord(
         name=name, args=_loads(args), kwargs=_loads(kwargs), id=task_id,
         status=Status(status), priority=priority,
@@ -160,7 +195,8 @@ def decode(row: Sequence[Any]) -> TaskRecord:
         cancel_requested=bool(cancel_requested), timeout=timeout, created_at=created_at,
         scheduled_at=scheduled_at, started_at=started_at, finished_at=finished_at,
         owner=owner, idempotency_key=idempotency_key, request_hash=request_hash, seq=seq,
-        lease_owner=lease_owner, lease_expires=lease_expires)
+        lease_owner=lease_owner, lease_expires=lease_expires,
+        depends_on=[] if depends_on is None else _loads(depends_on), receives=receives)
 
 
 def encode_progress(progress: Progress | None) -> str | None:

@@ -213,7 +213,7 @@ async def test_count_by_status(store: TaskStore) -> None:
     await succeed(store, first)
     counts = await store.count_by_status()
     assert set(counts) == set(Status)
-    assert counts == {Status.QUEUED: 2, Status.SCHEDULED: 0, Status.RUNNING: 1,
+    assert counts == {Status.QUEUED: 2, Status.SCHEDULED: 0, Status.WAITING: 0, Status.RUNNING: 1,
                       Status.SUCCEEDED: 1, Status.FAILED: 0, Status.CANCELLED: 0}
     mine = await store.count_by_status("x")
     assert set(mine) == set(Status)
