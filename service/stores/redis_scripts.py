@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import redis_lua as front
+from . import redis_lua_dispatch as dispatch
 from . import redis_lua_runner as runner
 
 if TYPE_CHECKING:
@@ -18,7 +19,8 @@ _BODIES = {"add": front.ADD, "page": front.PAGE, "cancel": front.CANCEL,
            "delete": front.DELETE, "meta_cas": front.META_CAS, "claim": runner.CLAIM,
            "unclaim": runner.UNCLAIM,
            "settle": runner.SETTLE, "progress": runner.PROGRESS, "renew": runner.RENEW,
-           "reclaim": runner.RECLAIM, "evict": runner.EVICT, "feed": runner.FEED}
+           "reclaim": runner.RECLAIM, "evict": runner.EVICT, "feed": runner.FEED,
+           "claim_by_id": dispatch.CLAIM_BY_ID, "dispatch_take": dispatch.DISPATCH_TAKE}
 
 
 class Scripts:

@@ -37,6 +37,7 @@ from .dependencies import UnknownDependency
 from .rate_room import earliest_start
 from .redis_codec import decode, decode_flat, encode, encode_error, encode_result, number, text
 from .redis_connect import RedisOptions, connect, redacted, unavailable
+from .redis_dispatch import RedisDispatch
 from .redis_keys import LAYOUT_VERSION, Keys
 from .redis_scripts import Arg, Scripts
 
@@ -52,7 +53,7 @@ EVICT_CHUNK = 2000  # records dropped by one script, so other commands get their
 FEED_BATCH = 5000  # change-feed entries read at once
 
 
-class RedisStore(TaskStore):
+class RedisStore(RedisDispatch, TaskStore):
     """Task records in Redis, shared by every process that opens the same URL and prefix.
 
     ``url``: ``redis://[:password@]host[:port][/db]`` or ``rediss://`` (TLS). The options

@@ -1,0 +1,82 @@
+"""What running tasks on another engine (Celery workers) needs of a store, beside
+:class:`~.base.TaskStore`: starting one named record, and a dispatch plan.
+
+A Celery message names one record and the number of attempts it had when the message was
+sent (its *generation*). The worker that receives it calls :meth:`claim_by_id`, which
+starts the record only if that message may start it now, so that a duplicate, a
+redelivered or a stale message never runs a task twice (and never twice at once).
+
+The dispatch plan (:meth:`plan_dispatch`, :meth:`take_dispatch`, :meth:`dispatched`) is an
+outbox: before a record becomes startable, the process that makes it so writes when its
+message must be sent; it removes the entry once the message is out. An entry whose time
+passed (a process died between the two steps, the broker was down, or a delay or retry
+wait came due) is taken by one process and sent then. So no crash leaves a startable
+record without a message.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ..models import TaskRecord
+
+ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "stale",
+                       "ended", "missing"]
+"""What :meth:`DispatchStore.claim_by_id` found:
+
+- ``claimed``: it was queued (or scheduled and due) at that generation: now running here.
+- ``taken_over``: the attempt this message belongs to (or the one before it) was running
+  under a lease that has expired (its worker died): now held here, at the same attempt,
+  for the caller to settle by the interruption rule.
+- ``held``: that attempt is running under a live lease: never start it twice at once;
+  look again later (at the latest when the lease ends).
+- ``not_due``: scheduled, not yet due: send the message again for ``scheduled_at``.
+- ``limited``: the type's concurrency limit is reached in the whole deployment.
+- ``stale``: the record has moved on past this message (another message stands for it).
+- ``ended``: terminal (or cancelled): nothing to do.
+- ``missing``: no such record (deleted, evicted, or never stored).
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimById:
+    """The verdict, and the record as it is after the call (None if there is none)."""
+
+    verdict: ClaimVerdict
+    record: TaskRecord | None
+
+
+class DispatchStore(ABC):
+    """The optional half of the store contract that Celery mode uses (the Redis store)."""
+
+    @abstractmethod
+    async def claim_by_id(self, task_id: str, attempts: int, worker: str, now: float,
+                          lease: float, limit: int | None = None) -> ClaimById:
+        """Start the record ``task_id`` for a message sent when it had ``attempts``
+        attempts: if it is queued, or scheduled and due, with that many attempts (and
+        fewer than ``limit`` of its name run in the deployment), it moves to running
+        under ``worker``'s lease until ``now + lease``, as :meth:`~.base.TaskStore.claim`
+        does. If that attempt or the one before it is running under an expired lease,
+        the caller takes the lease over. Anything else changes nothing."""
+
+    @abstractmethod
+    async def plan_dispatch(self, due: Mapping[str, float]) -> None:
+        """Record, per task id, the time its message must be sent by (replacing any
+        time already planned for it)."""
+
+    @abstractmethod
+    async def take_dispatch(self, now: float, limit: int, again_at: float) -> list[str]:
+        """Up to ``limit`` ids whose time came by ``now``, oldest first, each planned
+        again for ``again_at`` in the same step (so that one process sends it, and
+        another does if that one dies before calling :meth:`dispatched`)."""
+
+    @abstractmethod
+    async def dispatched(self, task_ids: Collection[str]) -> None:
+        """Forget the plan of these ids: their messages are sent (or need none)."""
+
+    @abstractmethod
+    async def next_dispatch(self) -> float | None:
+        """The earliest planned time, or None if nothing is planned."""

@@ -1,0 +1,76 @@
+"""The Redis store's half of :class:`~.dispatch.DispatchStore` (Celery mode), mixed into
+:class:`~.redis_store.RedisStore`: one script to start a named record, and the dispatch
+plan, a sorted set ``P dispatch`` of task ids by the time their message is due."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ..models import TaskRecord
+from .base import ChangeKind
+from .dispatch import ClaimById, ClaimVerdict, DispatchStore
+from .redis_codec import decode_flat, number
+from .redis_connect import RedisOptions
+from .redis_scripts import Arg
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+T = TypeVar("T")
+
+
+class RedisDispatch(DispatchStore):
+    """Needs the store's plumbing (``_run``, ``_redis``, ``_guard``, ``_report``), which
+    :class:`~.redis_store.RedisStore` provides."""
+
+    options: RedisOptions
+
+    @property
+    def dispatch_key(self) -> str:
+        return f"{self.options.prefix}dispatch"
+
+    async def claim_by_id(self, task_id: str, attempts: int, worker: str, now: float,
+                          lease: float, limit: int | None = None) -> ClaimById:
+        answer = await self._run("claim_by_id", [
+            task_id, attempts, worker, number(now), number(now + lease),
+            "" if limit is None else limit])
+        verdict = cast(ClaimVerdict, answer[0].decode())
+        if len(answer) == 1:
+            return ClaimById(verdict, None)
+        if verdict == "claimed":
+            return ClaimById(verdict, self._report("status", [answer[1]])[0])
+        return ClaimById(verdict, decode_flat(answer[1]))
+
+    async def plan_dispatch(self, due: Mapping[str, float]) -> None:
+        if due:
+            await self._guard(self._redis().zadd(
+                self.dispatch_key, {task_id: at for task_id, at in due.items()}))
+
+    async def take_dispatch(self, now: float, limit: int, again_at: float) -> list[str]:
+        ids = await self._run("dispatch_take", [number(now), limit, number(again_at)])
+        return [task_id.decode() for task_id in ids]
+
+    async def dispatched(self, task_ids: Collection[str]) -> None:
+        if task_ids:
+            await self._guard(self._redis().zrem(self.dispatch_key, *task_ids))
+
+    async def next_dispatch(self) -> float | None:
+        first = await self._guard(self._redis().zrange(self.dispatch_key, 0, 0,
+                                                       withscores=True))
+        return float(first[0][1]) if first else None
+
+    # -- the store's plumbing (RedisStore's own methods come first in its MRO) -----------
+
+    async def _run(self, script: str, args: Sequence[Arg]) -> Any:
+        raise NotImplementedError
+
+    def _redis(self) -> Redis:
+        raise NotImplementedError
+
+    async def _guard(self, call: Awaitable[T]) -> T:
+        raise NotImplementedError
+
+    def _report(self, kind: ChangeKind, flats: Sequence[Sequence[bytes]]
+                ) -> list[TaskRecord]:
+        raise NotImplementedError

@@ -1,0 +1,122 @@
+"""The Redis store's Celery-mode half (service/stores/dispatch.py): ``claim_by_id`` starts a
+record only for a message of its generation and never twice at once, and the dispatch plan
+hands each due entry to one taker. A real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from service.models import Status
+from service.stores import RedisStore, open_store
+from service.stores.base import Outcome
+from tests.redis_server import RedisServer, fresh_prefix
+
+from .contract import LEASE, NOW, claim, fetch, new, succeed
+
+
+@pytest.fixture
+async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    opened = open_store(f"{redis_server.url}?prefix={fresh_prefix()}")
+    assert isinstance(opened, RedisStore)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_a_queued_record_is_claimed_once_for_its_generation(store: RedisStore) -> None:
+    (record,) = await store.add([new()])
+    seen = []
+    store.on_change = lambda kind, changed: seen.append((kind, changed.status))
+    first = await store.claim_by_id(record.id, 0, "w1", NOW, LEASE)
+    assert first.verdict == "claimed"
+    assert first.record is not None
+    assert (first.record.status, first.record.attempts) == (Status.RUNNING, 1)
+    assert (first.record.lease_owner, first.record.lease_expires) == ("w1", NOW + LEASE)
+    assert seen == [("status", Status.RUNNING)]
+    # the same message delivered again while the attempt runs: held, not run twice
+    again = await store.claim_by_id(record.id, 0, "w2", NOW + 1, LEASE)
+    assert again.verdict == "held"
+    assert (await fetch(store, record.id)).lease_owner == "w1"
+    # a message of a later generation finds the attempt that sent it still running: held
+    assert (await store.claim_by_id(record.id, 1, "w2", NOW + 1, LEASE)).verdict == "held"
+    # an older or a far newer one is stale
+    assert (await store.claim_by_id(record.id, 2, "w2", NOW + 1, LEASE)).verdict == "stale"
+
+
+async def test_an_expired_lease_is_taken_over_at_the_same_attempt(store: RedisStore) -> None:
+    (record,) = await store.add([new()])
+    await store.claim_by_id(record.id, 0, "dead", NOW, LEASE)
+    taken = await store.claim_by_id(record.id, 0, "w2", NOW + LEASE + 1, LEASE)
+    assert taken.verdict == "taken_over"
+    assert taken.record is not None
+    assert (taken.record.attempts, taken.record.lease_owner) == (1, "w2")
+    assert taken.record.lease_expires == NOW + 2 * LEASE + 1
+    # the dead worker's settle no longer applies; the new holder's does
+    late = await store.settle(taken.record, "dead", Outcome(Status.SUCCEEDED, NOW))
+    assert late is None
+    handed = await store.settle(taken.record, "w2", Outcome(Status.QUEUED, NOW + LEASE + 2))
+    assert handed is not None
+    assert handed.status is Status.QUEUED
+    # now a message of generation 1 starts attempt 2; generation 0 is stale
+    assert (await store.claim_by_id(record.id, 0, "w3", NOW + 50, LEASE)).verdict == "stale"
+    rerun = await store.claim_by_id(record.id, 1, "w3", NOW + 50, LEASE)
+    assert rerun.verdict == "claimed"
+    assert rerun.record is not None
+    assert rerun.record.attempts == 2
+
+
+async def test_scheduled_records_start_when_due(store: RedisStore) -> None:
+    (record,) = await store.add([new(scheduled_at=NOW + 10)])
+    early = await store.claim_by_id(record.id, 0, "w", NOW, LEASE)
+    assert early.verdict == "not_due"
+    assert early.record is not None
+    assert early.record.scheduled_at == NOW + 10
+    due = await store.claim_by_id(record.id, 0, "w", NOW + 10, LEASE)
+    assert due.verdict == "claimed"
+    assert await store.next_due() is None
+    counts = await store.count_by_status()
+    assert (counts[Status.SCHEDULED], counts[Status.QUEUED], counts[Status.RUNNING]) == (0, 0, 1)
+
+
+async def test_ended_cancelled_missing_and_limited(store: RedisStore) -> None:
+    a, b, c = await store.add([new("n"), new("n"), new("n")])
+    await store.request_cancel(a.id, NOW)
+    assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE)).verdict == "ended"
+    assert (await store.claim_by_id("x" * 24, 0, "w", NOW, LEASE)).verdict == "missing"
+    assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "claimed"
+    limited = await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)
+    assert limited.verdict == "limited"
+    assert (await fetch(store, c.id)).status is Status.QUEUED
+    await succeed(store, await fetch(store, b.id))
+    assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE)).verdict == "ended"
+    assert (await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)).verdict == "claimed"
+
+
+async def test_claim_and_claim_by_id_never_both_start_a_record(store: RedisStore) -> None:
+    records = await store.add([new() for _ in range(40)])
+    by_claim, by_id = await asyncio.gather(
+        claim(store, limit=40, worker="runner"),
+        asyncio.gather(*(store.claim_by_id(r.id, 0, "celery", NOW, LEASE) for r in records)))
+    started = [r.id for r in by_claim] + [c.record.id for c in by_id
+                                          if c.verdict == "claimed" and c.record]
+    assert sorted(started) == sorted(r.id for r in records)
+
+
+async def test_the_dispatch_plan_hands_each_due_entry_to_one_taker(store: RedisStore) -> None:
+    assert await store.next_dispatch() is None
+    await store.plan_dispatch({"a": NOW + 1, "b": NOW + 2, "c": NOW + 30})
+    assert await store.next_dispatch() == NOW + 1
+    assert await store.take_dispatch(NOW, 10, NOW + 100) == []
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == ["a", "b"]
+    # taken: planned again for later, so a second taker gets none of them now
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == []
+    assert await store.next_dispatch() == NOW + 30
+    await store.dispatched(["a", "c"])
+    assert await store.take_dispatch(NOW + 1000, 10, NOW + 2000) == ["b"]
+    await store.plan_dispatch({"b": NOW})  # planned again: the new time replaces the old
+    assert await store.next_dispatch() == NOW
+    await store.dispatched(["b"])
+    assert await store.next_dispatch() is None
