@@ -28,6 +28,10 @@ class Settings:
 
     task_modules: tuple[str, ...] = ()
     store: str = "memory://"
+    celery_broker: str = ""
+    """A Celery broker URL (``redis://…`` or ``amqp://…``): set, this process runs no task
+    itself; Celery workers (``celery -A service.celery_app worker``) run them, with the
+    records in ``store`` (which must then be a Redis store). See docs/celery.md."""
     schedules: tuple[Schedule, ...] = ()
     """Periodic tasks: ``OFFLOAD_SCHEDULES``, a JSON list of ``{"name", "task", "cron" or
     "every", "timezone", "args", "kwargs", "missed", "overlap"}`` (see docs/schedules.md)."""
