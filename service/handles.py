@@ -164,6 +164,7 @@ class TaskOptions(TypedDict, total=False):
     retry_on: tuple[type[BaseException], ...]
     retry_backoff: float | None
     concurrency: int | None
+    rate_limit: str | int | None
     idempotent: bool
 
 
@@ -183,8 +184,10 @@ def task(fn: Callable[..., Any] | None = None, /,
     ``executor="process"`` runs a plain ``def`` in a worker process that can be killed.
     Options: ``name``, ``executor``, ``timeout`` (seconds), ``retries``, ``retry_on``
     (exception types worth a retry), ``retry_backoff`` (first delay, seconds; doubles each
-    time, with jitter), ``concurrency`` (at most this many running at once) and
-    ``idempotent`` (safe to run again after a crash).
+    time, with jitter), ``concurrency`` (at most this many running at once),
+    ``rate_limit`` (at most N starts in a period, retries included: ``"10/m"``, ``"5/s"``,
+    ``"100/h"``, ``"1/5s"``; a whole number is per second) and ``idempotent`` (safe to
+    run again after a crash).
     """
     def declare(function: Callable[..., Any]) -> TaskFunction:
         executor = options.get("executor") or default_executor(function)

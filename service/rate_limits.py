@@ -59,9 +59,11 @@ class RateLimit:
         """When a start is next allowed, if ``now`` is too soon; None if it is not."""
         if nth_newest is None or not self.holds_back(nth_newest, now):
             return None
-        at = nth_newest + self.window
-        while self.holds_back(nth_newest, at):  # the sum rounded down: the next float up
+        at = nth_newest + self.window  # rounded: the first float the test allows is near
+        while self.holds_back(nth_newest, at):
             at = math.nextafter(at, math.inf)
+        while not self.holds_back(nth_newest, below := math.nextafter(at, -math.inf)):
+            at = below
         return at
 
     def describe(self) -> dict[str, JSON]:

@@ -16,6 +16,7 @@ from typing_extensions import TypedDict
 from . import jsonutil
 from .errors import FieldError, InvalidSubmission, UnknownTaskType
 from .models import JSON
+from .rate_limits import RateLimit, task_rate_limit
 
 Executor = Literal["async", "thread", "process"]
 EXECUTORS: tuple[Executor, ...] = ("async", "thread", "process")
@@ -45,6 +46,7 @@ class TaskType:
     retry_on: tuple[type[BaseException], ...] = (Exception,)
     retry_backoff: float | None = None
     concurrency: int | None = None
+    rate_limit: RateLimit | None = None
     idempotent: bool = False
     description: str = ""
     _params: list[inspect.Parameter] = field(default_factory=list, repr=False)
@@ -112,6 +114,8 @@ class TaskType:
             "retries": self.retries,
             "idempotent": self.idempotent,
             "concurrency": self.concurrency,
+            "rate_limit": None if self.rate_limit is None else self.rate_limit.text,
+            "rate": None if self.rate_limit is None else self.rate_limit.describe(),
         }
 
 
@@ -121,6 +125,7 @@ class Registry:
     def __init__(self) -> None:
         self._types: dict[str, TaskType] = {}
         self._limits: dict[str, int] = {}
+        self._rates: dict[str, RateLimit] = {}
         self._by_executor: dict[Executor, tuple[str, ...]] = {e: () for e in EXECUTORS}
 
     def add(self, task_type: TaskType) -> None:
@@ -130,12 +135,18 @@ class Registry:
         self._types[task_type.name] = task_type
         self._limits = {t.name: t.concurrency for t in self._types.values()
                         if t.concurrency is not None}
+        self._rates = {t.name: t.rate_limit for t in self._types.values()
+                       if t.rate_limit is not None}
         self._by_executor = {e: tuple(t.name for t in self._types.values() if t.executor == e)
                              for e in EXECUTORS}
 
     def concurrency_limits(self) -> dict[str, int]:
         """The ``concurrency`` of every type that has one (read, never change)."""
         return self._limits
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The ``rate_limit`` of every type that has one (read, never change)."""
+        return self._rates
 
     def names_run_by(self, executor: Executor) -> tuple[str, ...]:
         return self._by_executor[executor]
@@ -175,6 +186,9 @@ def _check_options(task_type: TaskType) -> None:
         raise ValueError("retries must not be negative")
     if task_type.concurrency is not None and task_type.concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    if task_type.rate_limit is not None and not isinstance(task_type.rate_limit, RateLimit):
+        # given as declared ("10/m"): parsed here, so a bad one names its task
+        task_type.rate_limit = task_rate_limit(task_type.name, task_type.rate_limit)
 
 
 def _check_executor(task_type: TaskType) -> None:

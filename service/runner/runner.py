@@ -34,6 +34,7 @@ from .process_pool import ProcessExecutor
 log = logging.getLogger("offload.runner")
 STOP_WAIT = 5.0  # seconds cancelled async/process tasks get to unwind at shutdown
 BLOCKED_POLL = 0.05  # seconds between claims while due work waits behind a type's limit
+RATE_MIN_WAIT = 0.001  # seconds: a start a rate allows "now" is claimed after at least this
 SHARED_STORE_POLL = 1.0  # seconds between claims on a shared store with nothing new heard
 STORE_RETRY = 0.25  # seconds before claiming again after the store failed
 
@@ -120,6 +121,12 @@ class Runner:
         if due is not None:
             wait = max(due - time.time(), BLOCKED_POLL if blocked else 0.0)
             timeout = wait if timeout is None else min(timeout, wait)
+        rates = self._registry.rate_limits()
+        if rates:  # a type its rate holds back may start again at a known time
+            allowed = await self._store.next_start(rates, time.time())
+            if allowed is not None:
+                wait = max(allowed - time.time(), RATE_MIN_WAIT)
+                timeout = wait if timeout is None else min(timeout, wait)
         await wait_until_set(self._wakeup, timeout)
 
     async def _fill(self) -> bool:
@@ -134,7 +141,8 @@ class Runner:
                 return False
             records = await self._store.claim(ClaimRequest(
                 self.worker, time.time(), self._settings.lease, limit,
-                self._registry.concurrency_limits(), excluded, pools))
+                self._registry.concurrency_limits(), excluded, pools,
+                self._registry.rate_limits()))
             for record in records:
                 self._start(record)
             if len(records) < limit:  # a pool holds only an executor with less room than limit

@@ -110,6 +110,12 @@ class WaitQuery(BaseModel):
                                "the task is terminal.")
 
 
+class RateOut(BaseModel):
+    starts: int = Field(description="At most this many starts (retries included) ...")
+    period: float = Field(description="... in any window of this many seconds, across "
+                          "every worker of the deployment.")
+
+
 class TaskTypeOut(BaseModel):
     name: str
     description: str
@@ -119,6 +125,9 @@ class TaskTypeOut(BaseModel):
     retries: int
     idempotent: bool
     concurrency: int | None
+    rate_limit: str | None = Field(description="As declared: '10/m', '5/s', '100/h', "
+                                   "'1/5s'; null for none.", examples=["10/m"])
+    rate: RateOut | None = Field(description="The rate limit parsed; null for none.")
 
 
 class TaskTypesOut(BaseModel):
