@@ -184,6 +184,8 @@ class TaskType:
     retries: int
     idempotent: bool
     concurrency: int | None
+    rate_limit: str | None = None
+    """At most N starts in a period (``"10/m"``), every worker counted; None for none."""
 
 
 def json_body(response: httpx.Response) -> Any:
@@ -233,7 +235,7 @@ def task_types_from_json(body: Any) -> list[TaskType]:
         return [TaskType(item["name"], item.get("description") or "",
                          item.get("parameters") or {}, item["executor"], item.get("timeout"),
                          int(item.get("retries") or 0), bool(item.get("idempotent")),
-                         item.get("concurrency"))
+                         item.get("concurrency"), item.get("rate_limit"))
                 for item in body["items"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise UnexpectedAnswer(f"not a list of task types: {str(body)[:200]}") from exc

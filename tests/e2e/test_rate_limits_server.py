@@ -1,0 +1,81 @@
+"""A rate limit on the real server: two Hypercorn workers on one SQLite file, a type
+limited to 5 starts a second, 30 tasks submitted at once through both workers.
+
+Each worker may run only 3 tasks at once (OFFLOAD_MAX_CONCURRENCY is per worker), so the
+5 starts a second allows are more than one worker can take: both start tasks of the type,
+and the limit holds only if they count each other's starts. From the tasks' ``started_at``
+(as the API shows them), no window of one second holds more than 5 starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from .server import Server
+from .sqlite_helpers import (
+    CLIENT_TIMEOUT,
+    Pinned,
+    pinned_clients,
+    serving,
+    start_sqlite,
+    wait_for_workers,
+)
+
+pytestmark = pytest.mark.e2e
+
+LIMIT, PERIOD = 5, timedelta(seconds=1)
+TASKS = 30
+HOLD = 0.3  # seconds each task runs: with 3 at once, one worker could start 10 a second
+
+
+def most_in_a_window(starts: list[datetime]) -> int:
+    """The most starts any half-open window [t, t + 1 s) holds."""
+    return max(sum(1 for other in starts if start <= other < start + PERIOD)
+               for start in starts)
+
+
+async def submit_half(pinned: Pinned) -> list[str]:
+    tasks = [{"name": "limited_call", "args": [HOLD]}] * (TASKS // 2)
+    response = pinned.check(await pinned.http.post("/tasks/batch", json={"tasks": tasks}))
+    assert response.status_code == 202, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+async def ended(http: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    async with asyncio.timeout(120):
+        while True:  # each ?wait= holds until the task ends (or 20 s pass)
+            response = await http.get(f"/tasks/{task_id}", params={"wait": 20})
+            assert response.status_code == 200, response.text
+            task: dict[str, Any] = response.json()
+            if task["status"] in ("succeeded", "failed", "cancelled"):
+                return task
+
+
+def test_two_workers_keep_one_rate_limit(tmp_path: Path) -> None:
+    server = start_sqlite(tmp_path, tmp_path / "offload.db", tmp_path / "runs.jsonl",
+                          "--workers", "2", OFFLOAD_MAX_CONCURRENCY="3",
+                          OFFLOAD_TASK_MODULES="service.demo,tests.e2e.rate_tasks")
+    with serving(server):
+        asyncio.run(wait_for_workers(server, 2))
+        tasks = asyncio.run(_run_all(server))
+    assert len(tasks) == TASKS
+    assert [t["status"] for t in tasks] == ["succeeded"] * TASKS
+    assert all(t["attempts"] == 1 for t in tasks)  # held back in the queue, never failed
+    starts = [datetime.fromisoformat(t["started_at"]) for t in tasks]
+    assert most_in_a_window(starts) == LIMIT
+    assert len({t["result"] for t in tasks}) == 2  # both workers started tasks of the type
+
+
+async def _run_all(server: Server) -> list[dict[str, Any]]:
+    async with pinned_clients(server) as pinned:
+        first, second = pinned.values()
+        halves = await asyncio.gather(submit_half(first), submit_half(second))
+    ids = [task_id for half in halves for task_id in half]
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as http:
+        return list(await asyncio.gather(*(ended(http, task_id) for task_id in ids)))
