@@ -324,3 +324,26 @@ def test_the_table_filters_by_status_and_name_and_pages_with_the_cursor(
         "rows => rows.map(row => row.dataset.status)")
     assert set(statuses) == {"failed"}
     watched.assert_clean()
+
+
+def test_statuses_a_newer_service_counts_are_learnt_in_its_order(
+        server: Server, make_page: Any) -> None:
+    watched: Watched = make_page()
+    page = open_dashboard(watched, server)
+    learnt = page.evaluate("""async () => {
+      const format = await import(new URL("dashboard/format.js", document.baseURI));
+      const known = [...format.STATUSES];
+      const names = ["paused", ...known];  // a status no service has today
+      const changed = [format.learnStatuses(names), format.learnStatuses(names)];
+      return { known, changed, statuses: [...format.STATUSES], active: [...format.ACTIVE],
+               pausedIsActive: format.ACTIVE.has("paused") };
+    }""")
+
+    known = learnt["known"]
+    assert {"queued", "running", "succeeded", "failed", "cancelled"} <= set(known)
+    assert learnt["changed"] == [True, False]
+    assert learnt["statuses"] == ["paused", *known]
+    assert learnt["active"] == ["paused", *[s for s in known
+                                            if s not in {"succeeded", "failed", "cancelled"}]]
+    assert learnt["pausedIsActive"] is True
+    watched.assert_clean()

@@ -1,8 +1,24 @@
 // Formatting task data for people: times, durations, progress, JSON.
 
+/** Every status, in the service's order; a newer service may add some (see learnStatuses). */
 export const STATUSES = ["queued", "scheduled", "running", "succeeded", "failed", "cancelled"];
-export const ACTIVE = new Set(["queued", "scheduled", "running"]);
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+/** The statuses a task can still leave: any status but the terminal ones. */
+export const ACTIVE = {
+  has: (status) => !TERMINAL.has(status),
+  * [Symbol.iterator]() {
+    yield* STATUSES.filter((status) => !TERMINAL.has(status));
+  },
+};
+
+/** Add the statuses a service counts that this page did not know; true if there were any. */
+export function learnStatuses(names) {
+  const fresh = names.filter((name) => !STATUSES.includes(name));
+  if (!fresh.length) return false;
+  const ordered = names.filter((name) => STATUSES.includes(name) || fresh.includes(name));
+  STATUSES.splice(0, STATUSES.length, ...ordered, ...STATUSES.filter((s) => !names.includes(s)));
+  return true;
+}
 
 /** Milliseconds the server's clock is ahead of ours (from a response's Date header). */
 let skew = 0;

@@ -67,7 +67,7 @@ async function remove(task) {
   if (detail.id === task.id) detail.close();
 }
 
-const overview = new Overview();
+const overview = new Overview(() => table.renderStatuses());
 const chart = new Throughput();
 const table = new TaskTable({ cancel, remove, failed });
 const detail = new Detail({ cancel, remove, failed, closed: forgetHash });

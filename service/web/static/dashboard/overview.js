@@ -2,32 +2,40 @@
 // kept current from the feed's status events.
 
 import { byId, clear, el } from "./dom.js";
-import { STATUSES } from "./format.js";
+import { learnStatuses, STATUSES, TERMINAL } from "./format.js";
 
-const LABELS = {
-  queued: "Queued", scheduled: "Scheduled", running: "Running",
-  succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled",
-};
+const label = (status) => status.charAt(0).toUpperCase() + status.slice(1);
 
 export class Overview {
-  constructor() {
-    this.counts = Object.fromEntries(STATUSES.map((status) => [status, 0]));
+  /** onStatuses(): the service counts statuses this page did not know (now learnt). */
+  constructor(onStatuses) {
+    this.onStatuses = onStatuses;
+    this.counts = {};
     this.running = 0;
     this.capacity = 0;
-    this.values = {};
-    const list = clear(byId("counts"));
-    for (const status of STATUSES) {
-      this.values[status] = el("dd", { class: "count-value", text: "–" });
-      list.append(el("div", { class: `count status-${status}`, attrs: { "data-status": status } },
-        el("dt", { text: LABELS[status] }), this.values[status]));
-    }
     this.queueDepth = byId("queue-depth");
     this.runningText = byId("running-text");
     this.meter = byId("running-meter");
+    this.build();
+  }
+
+  build() {
+    this.values = {};
+    const list = clear(byId("counts"));
+    for (const status of STATUSES) {
+      this.counts[status] ??= 0;
+      this.values[status] = el("dd", { class: "count-value", text: "–" });
+      list.append(el("div", { class: `count status-${status}`, attrs: { "data-status": status } },
+        el("dt", { text: label(status) }), this.values[status]));
+    }
   }
 
   /** The numbers of GET /stats. */
   apply(stats) {
+    if (learnStatuses(Object.keys(stats.counts ?? {}))) {
+      this.build();
+      this.onStatuses();
+    }
     for (const status of STATUSES) this.counts[status] = stats.counts?.[status] ?? 0;
     this.running = stats.running ?? 0;
     this.capacity = stats.capacity ?? 0;
@@ -47,7 +55,7 @@ export class Overview {
       this.counts[previous] = Math.max(0, this.counts[previous] - 1);
       if (previous === "running") this.running = Math.max(0, this.running - 1);
     }
-    this.counts[next] += 1;
+    this.counts[next] = (this.counts[next] ?? 0) + 1;
     if (next === "running") this.running += 1;
     this.render();
     return true;
@@ -60,8 +68,12 @@ export class Overview {
   }
 
   render() {
-    for (const status of STATUSES) this.values[status].textContent = String(this.counts[status]);
-    this.queueDepth.textContent = String(this.counts.queued + this.counts.scheduled);
+    for (const status of STATUSES) {
+      if (this.values[status]) this.values[status].textContent = String(this.counts[status] ?? 0);
+    }
+    // everything not started yet: queued, scheduled, and any waiting status a service adds
+    const waiting = STATUSES.filter((status) => !TERMINAL.has(status) && status !== "running");
+    this.queueDepth.textContent = String(waiting.reduce((sum, s) => sum + (this.counts[s] ?? 0), 0));
     this.runningText.textContent = `${this.running} of ${this.capacity}`;
     this.meter.max = Math.max(this.capacity, 1);
     this.meter.value = Math.min(this.running, this.meter.max);

@@ -7,7 +7,6 @@ import { ACTIVE, age, duration, parseTime, progressOf, shortId, STATUSES, TERMIN
 
 export const PAGE_SIZE = 20;
 const MAX_LIVE_ROWS = PAGE_SIZE * 5; // the first page grows with new tasks up to this
-const GROUPS = { active: [...ACTIVE], finished: [...TERMINAL] };
 const COLUMNS = ["Name", "Status", "Progress", "Age", "Duration", "Actions"];
 
 export class TaskTable {
@@ -30,6 +29,12 @@ export class TaskTable {
     this.nameFilter.addEventListener("change", () => this.firstPage());
     this.newer.addEventListener("click", () => this.turn(-1));
     this.older.addEventListener("click", () => this.turn(1));
+    this.renderStatuses();
+  }
+
+  /** One option per status (again when a service counts one this page did not know). */
+  renderStatuses() {
+    for (const option of [...this.statusFilter.options].slice(3)) option.remove();
     for (const value of STATUSES) this.statusFilter.append(el("option", { value, text: value }));
   }
 
@@ -43,7 +48,9 @@ export class TaskTable {
 
   get statuses() {
     const value = this.statusFilter.value;
-    return GROUPS[value] ?? (value ? [value] : []);
+    if (value === "active") return [...ACTIVE];
+    if (value === "finished") return [...TERMINAL];
+    return value ? [value] : [];
   }
 
   get onFirstPage() {
