@@ -430,8 +430,8 @@ class TaskService:
     async def stats(self, owner: str | None = None) -> dict[str, JSON]:
         """Counts by status, queue depth, running, capacity and uptime."""
         counts = await self.store.count_by_status(owner)
-        if owner is None:
-            self._counts = counts
+        # The gauges are deployment-wide: a caller's own counts do not make them.
+        self._counts = counts if owner is None else await self.store.count_by_status()
         uptime = 0.0 if self._started_at is None else time.monotonic() - self._started_at
         return {
             "counts": {status.value: counts[status] for status in Status},

@@ -147,3 +147,15 @@ async def test_no_tokens_configured_means_no_auth(make_client: MakeClient) -> No
 
     assert (await client.get("/tasks")).status_code == 200
     assert (await client.get("/stats", headers={"Authorization": "Bearer x"})).status_code == 200
+
+
+async def test_stats_load_figures_are_the_whole_services_read_now(client: Client) -> None:
+    """queue_depth is deployment-wide: with tokens on it is read for the call, not left at
+    what an owner-less read last saw."""
+    before = await (await client.get("/stats", headers=bearer("t2"))).get_json()
+    await submit(client, "add", 1, 2, delay=30, headers=bearer("t1"))
+
+    after = await (await client.get("/stats", headers=bearer("t2"))).get_json()
+
+    assert after["queue_depth"] == before["queue_depth"] + 1
+    assert after["counts"]["scheduled"] == 0  # t2's own counts
