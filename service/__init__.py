@@ -23,15 +23,52 @@ from .errors import (
 from .handles import TaskFunction, TaskHandle, task
 from .models import Status, Submission, TaskRecord
 from .settings import Settings
+from .workflows import (
+    Chain,
+    Chord,
+    Group,
+    GroupHandle,
+    Signature,
+    WorkflowHandle,
+    chain,
+    chord,
+    group,
+)
 
 if TYPE_CHECKING:
     from .web import Offload
 
 __all__ = [
-    "InvalidSubmission", "Offload", "OffloadError", "QueueFull", "Settings", "ShuttingDown",
-    "Status", "Submission", "TaskCancelled", "TaskContext", "TaskFailed", "TaskFunction",
-    "TaskHandle", "TaskNotFound", "TaskRecord", "TaskService", "UnknownTaskType",
-    "cancel_requested", "current_task", "report_progress", "task",
+    "Chain",
+    "Chord",
+    "Group",
+    "GroupHandle",
+    "InvalidSubmission",
+    "Offload",
+    "OffloadError",
+    "QueueFull",
+    "Settings",
+    "ShuttingDown",
+    "Signature",
+    "Status",
+    "Submission",
+    "TaskCancelled",
+    "TaskContext",
+    "TaskFailed",
+    "TaskFunction",
+    "TaskHandle",
+    "TaskNotFound",
+    "TaskRecord",
+    "TaskService",
+    "UnknownTaskType",
+    "WorkflowHandle",
+    "cancel_requested",
+    "chain",
+    "chord",
+    "current_task",
+    "group",
+    "report_progress",
+    "task",
 ]
 
 

@@ -43,6 +43,7 @@ from .events import EventHub, Subscription, wait_until_set
 from .feed import Feed
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
+from .links import bind_receiving, check_depends_on, link, wait_for
 from .logs import task_event
 from .metrics import Metrics
 from .models import JSON, TERMINAL, Status, Submission, TaskError, TaskRecord, looks_like_task_id
@@ -53,6 +54,7 @@ from .schedules import Schedule, ScheduleOptions
 from .settings import Settings
 from .stores import open_store
 from .stores.base import ChangeKind, ListQuery, QueueBoundReached, TaskStore
+from .stores.dependencies import UnknownDependency
 from .watchdog import LoopWatchdog
 
 log = logging.getLogger("offload")
@@ -279,30 +281,42 @@ class TaskService:
         return stored, False
 
     async def submit_many(
-        self, submissions: Sequence[Submission], *, owner: str | None = None
+        self, submissions: Sequence[Submission], *, owner: str | None = None,
+        most: int | None = None,
     ) -> list[TaskRecord]:
-        """Accept all of the tasks or none of them; errors name the failing index."""
-        if len(submissions) > self.settings.max_batch:
-            raise InvalidSubmission([FieldError(
-                "tasks", f"at most {self.settings.max_batch} tasks in one batch")])
+        """Accept all of the tasks or none of them; errors name the failing index. An
+        integer in a ``depends_on`` is the index of another of them. ``most``: the bound
+        on their number (``OFFLOAD_MAX_BATCH`` by default)."""
+        most = self.settings.max_batch if most is None else most
+        if len(submissions) > most:
+            raise InvalidSubmission([FieldError("tasks", f"at most {most} tasks in one batch")])
         if len(submissions) > 1:  # a full queue refuses a batch before the work of checking it
             await self._refuse_when_full(len(submissions))
         records = []
         for index, submission in enumerate(submissions):
             try:
-                records.append(self._prepare(submission, owner))
+                records.append(self._prepare(submission, owner, batch_size=len(submissions)))
             except InvalidSubmission as exc:
                 raise exc.prefixed(f"tasks.{index}") from None
-        return await self._admit(records)
+        if any(s.depends_on for s in submissions):
+            link(records, submissions, self.settings.max_chain)
+        return await self._admit(records, in_batch=True)
 
     def _prepare(self, submission: Submission, owner: str | None,
-                 idempotency_key: str | None = None, request_hash: str | None = None
-                 ) -> TaskRecord:
+                 idempotency_key: str | None = None, request_hash: str | None = None,
+                 batch_size: int | None = None) -> TaskRecord:
         task_type = self.registry.get(submission.name)
         args, kwargs = list(submission.args), dict(submission.kwargs)  # the record's own
         _check_json(args, kwargs)
-        task_type.bind(args, kwargs)
+        if submission.receives:
+            bind_receiving(task_type, args, kwargs)
+        else:
+            task_type.bind(args, kwargs)
         _check_options(submission, self.settings.max_delay)
+        if submission.depends_on or submission.receives:
+            errors = check_depends_on(submission, self.settings, batch_size)
+            if errors:
+                raise InvalidSubmission(errors, "invalid depends_on")
         if idempotency_key is not None:  # fingerprint only what is known to be JSON
             request_hash = request_hash or submission.fingerprint()
         now = time.time()
@@ -314,17 +328,19 @@ class TaskService:
         if submission.delay:
             record.status = Status.SCHEDULED
             record.scheduled_at = now + submission.delay
+        wait_for(record, submission)
         return record
 
     async def _refuse_when_full(self, adding: int) -> None:
         """Raise :class:`QueueFull` if ``adding`` more would take the queue past its bound
         now (the store's own check, when it adds, is still the one that counts)."""
         counts = await self.store.count_by_status()
-        if counts[Status.QUEUED] + counts[Status.SCHEDULED] + adding > self.settings.max_queue:
+        if _pending(counts) + adding > self.settings.max_queue:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(self.settings.max_queue, self.settings.poll_after)
 
-    async def _admit(self, records: list[TaskRecord]) -> list[TaskRecord]:
+    async def _admit(self, records: list[TaskRecord], in_batch: bool = False
+                     ) -> list[TaskRecord]:
         if not self.started:
             raise ShuttingDown("the service is shutting down") if self._stopping else NotRunning(
                 "the task service has not been started")
@@ -335,6 +351,11 @@ class TaskService:
         except QueueBoundReached:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(self.settings.max_queue, self.settings.poll_after) from None
+        except UnknownDependency as exc:  # not stored, or not the caller's: alike
+            field = f"depends_on.{exc.position}"
+            raise InvalidSubmission([FieldError(
+                f"tasks.{exc.index}.{field}" if in_batch else field,
+                f"no task {exc.task_id}")], "unknown dependency") from None
         finally:
             self._admitting.discard(admitting)
             admitting.set_result(None)
@@ -445,7 +466,7 @@ class TaskService:
         """Queue depth as last read from the store (deployment-wide); running and capacity
         of this process's runner."""
         counts = self._counts
-        return {"queue_depth": counts[Status.QUEUED] + counts[Status.SCHEDULED],
+        return {"queue_depth": _pending(counts),
                 "queued": counts[Status.QUEUED],
                 "running": self.runner.running, "capacity": self.runner.capacity}
 
@@ -457,6 +478,11 @@ class TaskService:
     def handle(self, task_id: str) -> TaskHandle:
         """A handle on a task by id (no check that it exists until it is used)."""
         return TaskHandle(self, task_id)
+
+
+def _pending(counts: dict[Status, int]) -> int:
+    """What counts toward the queue bound: tasks not started yet (waiting ones too)."""
+    return counts[Status.QUEUED] + counts[Status.SCHEDULED] + counts[Status.WAITING]
 
 
 def _check_json(args: list[JSON], kwargs: dict[str, JSON]) -> None:

@@ -19,6 +19,7 @@ from .registry import Executor, TaskType, default_executor
 
 if TYPE_CHECKING:
     from .core import TaskService
+    from .workflows import Signature
 
 
 class TaskHandle:
@@ -99,6 +100,32 @@ class TaskFunction:
     def bind(self, service: TaskService) -> None:
         """Make ``submit`` use ``service`` (the last service that registered this task)."""
         self._service = service
+
+    @property
+    def service(self) -> TaskService:
+        """The service ``submit`` uses; :class:`UnknownTaskType` if none registered it."""
+        if self._service is None:
+            raise self._unregistered()
+        return self._service
+
+    def s(self, *args: JSON, **kwargs: JSON) -> Signature:
+        """This task with these arguments, to submit later or to put in a workflow
+        (Celery's ``s``): in a chain, the previous step's result comes first."""
+        from .workflows import Signature
+        return Signature(self, args, kwargs)
+
+    def si(self, *args: JSON, **kwargs: JSON) -> Signature:
+        """An immutable signature (Celery's ``si``): in a chain it gets no result."""
+        from .workflows import Signature
+        return Signature(self, args, kwargs, immutable=True)
+
+    def signature(self, args: tuple[JSON, ...] | list[JSON] = (),
+                  kwargs: dict[str, JSON] | None = None, *, priority: int = 0,
+                  timeout: float | None = None, immutable: bool = False) -> Signature:
+        """A signature with options (Celery's ``signature``)."""
+        from .workflows import Signature
+        return Signature(self, tuple(args), kwargs or {}, priority=priority, timeout=timeout,
+                         immutable=immutable)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.task_type.fn(*args, **kwargs)

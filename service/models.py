@@ -229,8 +229,10 @@ class Submission:
     delay: float | None = None
     priority: int = 0
     timeout: float | None = None
-    depends_on: Sequence[str] = ()
-    """Ids of tasks that must succeed first (see :attr:`TaskRecord.depends_on`)."""
+    depends_on: Sequence[str | int] = ()
+    """Ids of tasks that must succeed first (see :attr:`TaskRecord.depends_on`); in
+    :meth:`~service.core.TaskService.submit_many`, an integer is the index of another
+    task of the same call."""
     receives: Receives | None = None
     """See :attr:`TaskRecord.receives` (the library's chains and chords set it)."""
 

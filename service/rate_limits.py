@@ -10,8 +10,10 @@ only the N newest starts of a name, so the log stays small.
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .models import JSON
@@ -100,3 +102,30 @@ def task_rate_limit(task_name: str, value: object) -> RateLimit | None:
         return parse_rate_limit(value)
     except ValueError as exc:
         raise ValueError(f"task {task_name!r}: {exc}") from None
+
+
+RateOverrides = tuple[tuple[str, RateLimit | None], ...]
+"""``OFFLOAD_RATE_LIMITS`` parsed: per task name, its limit (None: no limit)."""
+
+
+def parse_rate_overrides(raw: object) -> RateOverrides:
+    """``OFFLOAD_RATE_LIMITS``: a JSON object (or a mapping) from task name to a rate limit
+    or null, which replaces what the task declared. Raises ValueError naming the setting
+    and the task."""
+    if isinstance(raw, tuple):
+        raw = dict(raw)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise ValueError(f"OFFLOAD_RATE_LIMITS: not JSON: {exc}") from None
+    if not isinstance(raw, Mapping):
+        raise ValueError('OFFLOAD_RATE_LIMITS: a JSON object of task name to rate limit, '
+                         'e.g. {"send_email": "10/m"}, not ' + type(raw).__name__)
+    overrides: list[tuple[str, RateLimit | None]] = []
+    for name, value in raw.items():
+        try:
+            overrides.append((str(name), task_rate_limit(str(name), value)))
+        except ValueError as exc:
+            raise ValueError(f"OFFLOAD_RATE_LIMITS: {exc}") from None
+    return tuple(overrides)

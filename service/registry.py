@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import math
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired
 
@@ -126,12 +127,16 @@ class Registry:
         self._types: dict[str, TaskType] = {}
         self._limits: dict[str, int] = {}
         self._rates: dict[str, RateLimit] = {}
+        self._rate_overrides: dict[str, RateLimit | None] = {}
         self._by_executor: dict[Executor, tuple[str, ...]] = {e: () for e in EXECUTORS}
 
     def add(self, task_type: TaskType) -> None:
         existing = self._types.get(task_type.name)
         if existing is not None and existing.fn is not task_type.fn:
             raise ValueError(f"a different task is already registered as {task_type.name!r}")
+        if task_type.name in self._rate_overrides:  # a copy: the declared type is shared
+            task_type = dataclasses.replace(
+                task_type, rate_limit=self._rate_overrides[task_type.name])
         self._types[task_type.name] = task_type
         self._limits = {t.name: t.concurrency for t in self._types.values()
                         if t.concurrency is not None}
@@ -143,6 +148,17 @@ class Registry:
     def concurrency_limits(self) -> dict[str, int]:
         """The ``concurrency`` of every type that has one (read, never change)."""
         return self._limits
+
+    def override_rate_limits(self, overrides: Mapping[str, RateLimit | None]) -> None:
+        """Replace the declared rate limits of these types (None: no limit), as
+        ``OFFLOAD_RATE_LIMITS`` says; a name that is no registered type is an error."""
+        unknown = sorted(set(overrides) - set(self._types))
+        if unknown:
+            raise ValueError(f"OFFLOAD_RATE_LIMITS: no task type is registered as "
+                             f"{', '.join(map(repr, unknown))}")
+        self._rate_overrides = dict(overrides)
+        for task_type in list(self._types.values()):
+            self.add(task_type)
 
     def rate_limits(self) -> dict[str, RateLimit]:
         """The ``rate_limit`` of every type that has one (read, never change)."""

@@ -55,6 +55,14 @@ class Settings:
     waking request takes the CPU within a millisecond, not a clock tick. It claims the
     worker's ``SIGVTALRM`` and runs a handler about 1,000 times per CPU-second."""
     max_batch: int = 1000
+    max_depends_on: int = 100
+    """Ids one submission's ``depends_on`` may list (a chord's callback lists its whole
+    group: ``OFFLOAD_MAX_GROUP`` bounds that one instead)."""
+    max_group: int = 1000
+    """Tasks in one group (or a chord's header) of the library's workflows."""
+    max_chain: int = 100
+    """Steps of a chain: tasks one after the other, in a library chain or along the
+    ``depends_on`` of one batch (a chain across submissions is bounded by the queue)."""
     max_page: int = 1000
     max_wait: float = 60.0
     max_delay: float = 30 * 24 * 3600.0
@@ -184,7 +192,8 @@ def _check_number(name: str, value: float) -> None:
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _POSITIVE = frozenset({"max_concurrency", "max_body", "max_result", "max_queue", "thread_workers",
-                       "process_workers", "max_batch", "max_page", "sweep_interval",
+                       "process_workers", "max_batch", "max_page",
+                       "max_depends_on", "max_group", "max_chain", "sweep_interval",
                        "sse_keepalive", "lease", "poll_interval", "events_queue",
                        "max_event_streams"})
 _DEFAULTS = Settings()

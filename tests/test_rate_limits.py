@@ -10,6 +10,7 @@ import pytest
 from service import task
 from service.rate_limits import MAX_STARTS, SPACING, RateLimit, parse_rate_limit
 from service.registry import Registry, TaskType
+from service.settings import Settings
 
 
 @pytest.mark.parametrize(("value", "starts", "period", "text"), [
@@ -88,3 +89,46 @@ def test_the_reported_time_is_the_first_allowed_float(nth: float) -> None:
         assert at is not None
         assert not limit.holds_back(nth, at)
         assert limit.holds_back(nth, math.nextafter(at, -math.inf))
+
+
+# -- OFFLOAD_RATE_LIMITS ------------------------------------------------------------------
+
+def test_the_setting_is_a_json_object_of_task_names() -> None:
+    loaded = Settings.load(environ={"OFFLOAD_RATE_LIMITS": '{"add": "10/m", "sleep": null}'})
+    assert loaded.rate_limits == (("add", RateLimit(10, 60.0)), ("sleep", None))
+    assert Settings.load(environ={}).rate_limits == ()
+    assert Settings.load(config={"OFFLOAD_RATE_LIMITS": {"add": 3}}).rate_limits == (
+        ("add", RateLimit(3, 1.0)),)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ('{"add": "10/min"}', "OFFLOAD_RATE_LIMITS: task 'add': rate_limit must be"),
+    ('{"add": 0}', "OFFLOAD_RATE_LIMITS: task 'add': rate_limit allows 1 to"),
+    ('["add", "10/m"]', "OFFLOAD_RATE_LIMITS: a JSON object of task name to rate limit"),
+    ("add=10/m", "OFFLOAD_RATE_LIMITS: not JSON"),
+])
+def test_a_bad_setting_is_a_clear_error(raw: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.load(environ={"OFFLOAD_RATE_LIMITS": raw})
+
+
+def test_the_setting_replaces_declared_limits_without_changing_the_declared_type() -> None:
+    async def fetch_page(url: str) -> str:
+        return url
+
+    declared = task(rate_limit="10/m")(fetch_page).task_type
+    other = task(name="other")(fetch_page).task_type
+    registry = Registry()
+    registry.add(declared)
+    registry.add(other)
+    registry.override_rate_limits({"fetch_page": None, "other": RateLimit(2, 1.0)})
+    assert registry.rate_limits() == {"other": RateLimit(2, 1.0)}
+    assert registry.get("fetch_page").describe()["rate_limit"] is None
+    assert registry.get("other").describe()["rate_limit"] == "2/s"
+    assert declared.rate_limit == RateLimit(10, 60.0)  # other services still see its own
+    late = task(name="late", rate_limit="1/h")(fetch_page).task_type
+    registry.add(late)
+    assert registry.rate_limits()["late"] == RateLimit(1, 3600.0)
+    with pytest.raises(ValueError, match="OFFLOAD_RATE_LIMITS: no task type is registered "
+                                         "as 'nope'"):
+        registry.override_rate_limits({"nope": None})

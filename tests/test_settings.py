@@ -42,7 +42,8 @@ def test_every_field_has_an_environment_name() -> None:
         default = getattr(Settings(), spec.name)
         raw: Any = {bool: str(not default), tuple: "x"}.get(type(default), "3")
         raw = {"log_format": "json", "log_level": "DEBUG",
-               "schedules": '[{"name": "a", "task": "add", "every": 60}]'}.get(spec.name, raw)
+               "schedules": '[{"name": "a", "task": "add", "every": 60}]',
+               "rate_limits": '{"add": "10/m"}'}.get(spec.name, raw)
         loaded = Settings.load(environ={f"OFFLOAD_{spec.name.upper()}": raw})
         assert getattr(loaded, spec.name) != default or spec.name == "process_workers", spec.name
 

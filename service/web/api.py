@@ -229,7 +229,8 @@ def _json_error(data: bytes) -> str:
 
 
 def _submission(body: SubmitBody) -> Submission:
-    return Submission(body.name, body.args, body.kwargs, body.delay, body.priority, body.timeout)
+    return Submission(body.name, body.args, body.kwargs, body.delay, body.priority, body.timeout,
+                      body.depends_on)
 
 
 def _location(task_id: str) -> dict[str, str]:
@@ -320,7 +321,7 @@ async def task_events(task_id: str) -> Response:
 @answers(Answer(202, links=_task_links("/id")))
 @problems(401, 404, 409)
 async def cancel_task(task_id: str) -> Response:
-    """Cancel a queued, scheduled or running task."""
+    """Cancel a queued, scheduled, waiting or running task (and what waits for it)."""
     return task_response(await offload().service.cancel(task_id, owner()), 202)
 
 

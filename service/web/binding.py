@@ -80,8 +80,10 @@ class EagerService(CycleService):
         return await self.wait(record.id, None, owner), created
 
     async def submit_many(self, submissions: Sequence[Submission], *,
-                          owner: str | None = None) -> list[TaskRecord]:
-        records = await super().submit_many([_now(s) for s in submissions], owner=owner)
+                          owner: str | None = None, most: int | None = None
+                          ) -> list[TaskRecord]:
+        records = await super().submit_many([_now(s) for s in submissions], owner=owner,
+                                            most=most)
         return list(await asyncio.gather(*(self.wait(r.id, None, owner) for r in records)))
 
 

@@ -6,7 +6,8 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-StatusName = Literal["queued", "scheduled", "running", "succeeded", "failed", "cancelled"]
+StatusName = Literal["queued", "scheduled", "waiting", "running", "succeeded", "failed",
+                     "cancelled"]
 STATUS_NAMES: tuple[str, ...] = get_args(StatusName)
 
 
@@ -25,6 +26,11 @@ class SubmitBody(_Strict):
     priority: int = Field(default=0, ge=-(2**31), lt=2**31, description="Higher runs first.")
     timeout: float | None = Field(default=None, gt=0, description="Seconds before the task "
                                   "is stopped; overrides the task type's.")
+    depends_on: list[str | int] = Field(
+        default_factory=list, description="Ids of tasks (the caller's) that must succeed "
+        "first: the task is `waiting` until they have, and ends `cancelled` if one fails or "
+        "is cancelled. In a batch, an integer is the index of another task of the batch. "
+        "At most OFFLOAD_MAX_DEPENDS_ON (100); not with `delay`.")
 
     @field_validator("priority", mode="before")
     @classmethod
@@ -73,6 +79,8 @@ class TaskOut(BaseModel):
     scheduled_at: str | None
     started_at: str | None
     finished_at: str | None
+    depends_on: list[str] = Field(description="Ids of the tasks it waits for (`waiting` "
+                                  "until they have all succeeded); empty for most tasks.")
 
 
 class TaskListOut(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import Server
+from .server import Server, server_env, spawn
 from .sqlite_helpers import (
     CLIENT_TIMEOUT,
     Pinned,
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 LIMIT, PERIOD = 5, timedelta(seconds=1)
 TASKS = 30
 HOLD = 0.3  # seconds each task runs: with 3 at once, one worker could start 10 a second
+REFUSAL_DEADLINE = 30.0  # seconds; a refusing server is gone in about one
 
 
 def most_in_a_window(starts: list[datetime]) -> int:
@@ -79,3 +80,25 @@ async def _run_all(server: Server) -> list[dict[str, Any]]:
     ids = [task_id for half in halves for task_id in half]
     async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as http:
         return list(await asyncio.gather(*(ended(http, task_id) for task_id in ids)))
+
+
+def test_a_bad_rate_limit_setting_refuses_to_start(tmp_path: Path) -> None:
+    bad_value = spawn(tmp_path, server_env(OFFLOAD_RATE_LIMITS='{"add": "10/min"}'),
+                      name="bad-rate")
+    code, output = refused(bad_value)
+    assert code == 2, f"exit code {code}:\n{output[-4000:]}"
+    assert "OFFLOAD_RATE_LIMITS: task 'add': rate_limit must be 'N/s'" in output
+    unknown = spawn(tmp_path, server_env(OFFLOAD_RATE_LIMITS='{"nope": "10/m"}'),
+                    name="unknown-rate")
+    code, output = refused(unknown)
+    assert code not in (None, 0), f"exit code {code}:\n{output[-4000:]}"
+    assert "OFFLOAD_RATE_LIMITS: no task type is registered as 'nope'" in output
+
+
+def refused(server: Server) -> tuple[int | None, str]:
+    """The exit code of a server that should refuse to start (None, and killed, if it did
+    not exit in time), and its output."""
+    code = server.wait_exit(REFUSAL_DEADLINE)
+    if code is None:
+        server.kill()
+    return code, server.output()

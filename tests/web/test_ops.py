@@ -73,8 +73,8 @@ async def test_stats_have_counts_queue_running_capacity_uptime(make_client: Make
 
     body = await stats(client)
 
-    assert body["counts"] == {s: 0 for s in ("queued", "scheduled", "running", "succeeded",
-                                             "failed", "cancelled")}
+    assert body["counts"] == {s: 0 for s in ("queued", "scheduled", "waiting", "running",
+                                             "succeeded", "failed", "cancelled")}
     assert body["queue_depth"] == 0
     assert body["running"] == 0
     assert body["capacity"] == 3
@@ -94,8 +94,8 @@ async def test_stats_count_tasks_by_status(make_client: MakeClient) -> None:
 
     body = await stats(client)
 
-    assert body["counts"] == {"queued": 1, "scheduled": 1, "running": 1, "succeeded": 1,
-                              "failed": 1, "cancelled": 0}
+    assert body["counts"] == {"queued": 1, "scheduled": 1, "waiting": 0, "running": 1,
+                              "succeeded": 1, "failed": 1, "cancelled": 0}
     assert body["queue_depth"] == 2  # queued + scheduled
     assert body["running"] == 1
 

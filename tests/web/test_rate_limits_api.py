@@ -35,3 +35,11 @@ async def test_the_openapi_document_describes_the_rate_limit(make_client: MakeCl
     assert rate["properties"]["starts"]["type"] == "integer"
     assert rate["properties"]["period"]["type"] == "number"
     assert rate["required"] == ["starts", "period"]
+
+
+async def test_the_setting_replaces_a_declared_limit(make_client: MakeClient) -> None:
+    client = await make_client(task_modules=RATE_MODULES,
+                               rate_limits='{"call_partner": "2/s", "add": "1/h"}')
+    items = {t["name"]: t for t in (await (await client.get("/task-types")).get_json())["items"]}
+    assert items["call_partner"]["rate"] == {"starts": 2, "period": 1.0}
+    assert items["add"]["rate_limit"] == "1/h"
