@@ -13,6 +13,7 @@ process group, always takes the graceful path (see :mod:`service.serving`).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -23,7 +24,8 @@ from hypercorn.config import Config
 from . import logs
 from .serving import run
 from .settings import Settings
-from .stores import open_store
+from .stores import TaskStore, open_store
+from .stores.dispatch import DispatchStore
 from .workers import STARTUP_REPORT
 
 APPLICATION = "service.app:app"
@@ -64,10 +66,26 @@ def start_problem(settings: Settings, workers: int) -> str | None:
         store = open_store(settings.store)  # only reads the URL: nothing is opened
     except ValueError as exc:
         return str(exc)
+    if settings.celery_broker:
+        problem = celery_problem(settings, store)
+        if problem is not None:
+            return problem
     if workers > 1 and not store.shared:
         return (f"OFFLOAD_STORE={settings.store} keeps tasks inside one process, but the "
                 f"server would run {workers} worker processes. Run one worker (WORKERS=1) "
                 "or use a shared store (sqlite:///path.db or redis://host:6379/0).")
+    return None
+
+
+def celery_problem(settings: Settings, store: TaskStore) -> str | None:
+    """Why Celery mode cannot work with these settings, or None."""
+    if not isinstance(store, DispatchStore):
+        return (f"OFFLOAD_CELERY_BROKER is set, so Celery workers run the tasks, and they "
+                f"need a store they share: OFFLOAD_STORE=redis://host:6379/0, not "
+                f"{settings.store}")
+    if importlib.util.find_spec("celery") is None:
+        return ("OFFLOAD_CELERY_BROKER is set, but Celery is not installed: "
+                "pip install 'quart-offload[celery]'")
     return None
 
 

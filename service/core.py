@@ -26,6 +26,7 @@ from typing_extensions import Unpack
 
 from . import jsonutil
 from .cursor import BadCursor, CursorCodec
+from .dispatch import make_dispatch
 from .errors import (
     BadQuery,
     FieldError,
@@ -76,7 +77,10 @@ class TaskService:
             self.settings.events_buffer, self.settings.events_queue,
             self.settings.max_event_streams, self.settings.expose_tracebacks))
         self.metrics = Metrics(self._gauges)
-        self.runner = Runner(self.store, self.registry, self.metrics, self.settings)
+        self.dispatch = make_dispatch(self.settings, self.store)
+        """Where accepted records go: this process's runner, or Celery workers."""
+        self.runner = Runner(self.store, self.registry, self.metrics, self.settings,
+                             claiming=self.dispatch.runner_claims)
         self.scheduler = Scheduler(self.store, self._submit_tick, clock)
         """The schedules' loop (see :meth:`schedule`); ``clock`` is its time (tests)."""
         for schedule in self.settings.schedules:
@@ -154,6 +158,7 @@ class TaskService:
         self.scheduler.check(self.registry)
         await self.store.open()
         self._cursors = CursorCodec(await self.store.cursor_key())
+        await self.dispatch.start(self.runner)
         await self.runner.reclaim()
         self._started_at = time.monotonic()
         self.runner.start()
@@ -185,6 +190,7 @@ class TaskService:
             await self.scheduler.stop()  # no tick submits past this point
             await asyncio.gather(*self._admitting)  # accepted before the stop: not lost
             await self.runner.drain(grace)
+            await self.dispatch.stop()
             if not self.store.durable:  # nothing will ever run what is left: say so
                 await self.store.abandon_pending(time.time(), TaskError(
                     "Interrupted", "the service shut down before the task ran"))
@@ -347,7 +353,8 @@ class TaskService:
         admitting = asyncio.get_running_loop().create_future()
         self._admitting.add(admitting)
         try:
-            stored = await self.store.add(records, self.settings.max_queue)
+            stored = await self.dispatch.admit(
+                records, lambda: self.store.add(records, self.settings.max_queue))
         except QueueBoundReached:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(self.settings.max_queue, self.settings.poll_after) from None
@@ -397,6 +404,7 @@ class TaskService:
         if not record.terminal:
             record = await self.store.request_cancel(task_id, time.time()) or record
             if record.cancel_requested:  # else it ended meanwhile, on its own
+                self.dispatch.cancelled(task_id)
                 return record
         raise TaskAlreadyTerminal(f"task {task_id} is already {record.status}")
 
@@ -460,6 +468,7 @@ class TaskService:
             "max_queue": self.settings.max_queue,
             "uptime_seconds": round(uptime, 3),
             "accepting": self.started,
+            "runner": self.dispatch.name,
         }
 
     def _gauges(self) -> dict[str, float]:

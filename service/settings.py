@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .rate_limits import RateOverrides, parse_rate_overrides
 from .schedules import Schedule, parse_schedules
 
 DEMO_MODULE = "service.demo"
@@ -35,6 +36,9 @@ class Settings:
     schedules: tuple[Schedule, ...] = ()
     """Periodic tasks: ``OFFLOAD_SCHEDULES``, a JSON list of ``{"name", "task", "cron" or
     "every", "timezone", "args", "kwargs", "missed", "overlap"}`` (see docs/schedules.md)."""
+    rate_limits: RateOverrides = ()
+    """Rate limits that replace the ones tasks declare: ``OFFLOAD_RATE_LIMITS``, a JSON
+    object ``{"task name": "10/m"}`` (null: no limit; see docs/rate-limits.md)."""
     max_concurrency: int = 100
     max_body: int = 1_048_576
     max_result: int = 16 * 1_048_576
@@ -90,6 +94,7 @@ class Settings:
         if not all(isinstance(s, Schedule) for s in self.schedules) or not isinstance(
                 self.schedules, tuple):  # given as JSON text or as plain objects
             object.__setattr__(self, "schedules", parse_schedules(self.schedules))
+        object.__setattr__(self, "rate_limits", parse_rate_overrides(self.rate_limits))
         for spec in fields(self):
             value = getattr(self, spec.name)
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -163,6 +168,8 @@ _warned: set[tuple[str, str]] = set()
 def _convert(name: str, raw: Any, kind: type) -> Any:
     if name == "schedules":
         return parse_schedules(raw)
+    if name == "rate_limits":
+        return parse_rate_overrides(raw)
     if kind is tuple:
         items = raw.split(",") if isinstance(raw, str) else list(raw)
         return tuple(item.strip() for item in items if item.strip())

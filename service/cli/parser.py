@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_submit(commands)
     one_task = {"status": "show a task (exit code: its outcome once it has ended)",
                 "watch": "follow a task live, with a progress bar, until it ends",
-                "cancel": "cancel a queued, scheduled or running task"}
+                "cancel": "cancel a task that has not ended (and what waits for it)"}
     for name, text in one_task.items():
         command = _command(commands, name, text)
         command.add_argument("id", help="the task's id")

@@ -21,7 +21,8 @@ from ..client import TaskEvent, TaskType
 from ..models import JSON, Status, TaskRecord
 from ..models import Progress as TaskProgress
 
-STYLES = {Status.QUEUED: "dim", Status.SCHEDULED: "dim", Status.RUNNING: "cyan",
+STYLES = {Status.QUEUED: "dim", Status.SCHEDULED: "dim", Status.WAITING: "dim",
+          Status.RUNNING: "cyan",
           Status.SUCCEEDED: "green", Status.FAILED: "red", Status.CANCELLED: "yellow"}
 SHOWN = 200  # characters of an argument list or result shown in a table cell
 

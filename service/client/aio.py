@@ -149,12 +149,15 @@ class AsyncOffloadClient:
     async def submit_with(self, name: str, args: Iterable[JSON] = (),
                     kwargs: dict[str, JSON] | None = None, *, delay: float | None = None,
                     priority: int = 0, timeout: float | None = None,
-                    idempotency_key: str | None = None) -> AsyncRemoteTaskHandle:
+                    idempotency_key: str | None = None,
+                    depends_on: Iterable[str] = ()) -> AsyncRemoteTaskHandle:
         """``submit`` with options: start after ``delay`` seconds, a ``priority`` (higher
         first), a ``timeout`` for this run, an ``idempotency_key`` (a second submission
-        with the same key and body returns the first task)."""
+        with the same key and body returns the first task), ``depends_on`` (ids of tasks
+        that must succeed first: it waits until then)."""
         call = submit_call(name, args, kwargs, delay=delay, priority=priority,
-                           timeout=timeout, idempotency_key=idempotency_key)
+                           timeout=timeout, idempotency_key=idempotency_key,
+                           depends_on=depends_on)
         return AsyncRemoteTaskHandle(self, record_from_json(await self._json(call)))
 
     # one task

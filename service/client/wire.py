@@ -126,8 +126,10 @@ def task_path(task_id: str) -> str:
 
 def submit_call(name: str, args: Iterable[JSON], kwargs: dict[str, JSON] | None, *,
                 delay: float | None, priority: int, timeout: float | None,
-                idempotency_key: str | None) -> Call:
+                idempotency_key: str | None, depends_on: Iterable[str] = ()) -> Call:
     body: dict[str, JSON] = {"name": name, "args": list(args), "kwargs": kwargs or {}}
+    if depends_on:
+        body["depends_on"] = list(depends_on)
     if delay is not None:
         body["delay"] = delay
     if priority:
@@ -217,6 +219,7 @@ def record_from_json(body: Any) -> TaskRecord:
             scheduled_at=_epoch(body.get("scheduled_at")),
             started_at=_epoch(body.get("started_at")),
             finished_at=_epoch(body.get("finished_at")),
+            depends_on=list(body.get("depends_on") or []),
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise UnexpectedAnswer(f"not a task object: {str(body)[:200]}") from exc

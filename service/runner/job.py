@@ -30,6 +30,7 @@ class Job:
     settled: bool = False  # written by someone (shutdown may settle a thread that runs on)
     progress: deque[Progress] = field(default_factory=lambda: deque(maxlen=PROGRESS_BACKLOG))
     progress_writer: asyncio.Task[None] | None = None
+    ended: TaskRecord | None = None  # the record as its settle left it
 
     def disarm(self) -> None:
         if self.timer is not None:

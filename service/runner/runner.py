@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ..events import wait_until_set
@@ -39,6 +39,10 @@ SHARED_STORE_POLL = 1.0  # seconds between claims on a shared store with nothing
 STORE_RETRY = 0.25  # seconds before claiming again after the store failed
 
 
+Settle = Callable[[], Awaitable[TaskRecord | None]]
+Requeuing = Callable[[TaskRecord, Outcome, Settle], Awaitable[TaskRecord | None]]
+
+
 def new_worker_id() -> str:
     """Names this runner in leases: host, process and a random part (pids are reused)."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -48,8 +52,16 @@ class Runner:
     """Claims work within this process's limits, runs it, and settles it in the store."""
 
     def __init__(self, store: TaskStore, registry: Registry, metrics: Metrics,
-                 settings: Settings) -> None:
+                 settings: Settings, claiming: bool = True) -> None:
         self._store = store
+        self.claiming = claiming
+        """False: this process starts no record of its own accord (Celery mode): a web
+        process only queues due records and takes over dead leases; a Celery worker runs
+        the records handed to :meth:`run_claimed`."""
+        self.requeuing: Requeuing | None = None
+        """Wraps each settle that makes a record startable again (a retry, or a hand-back
+        by the interruption rule): Celery mode plans and sends its message around it."""
+        self.renew_every = settings.lease / 3
         self._registry = registry
         self._metrics = metrics
         self._settings = settings
@@ -77,16 +89,20 @@ class Runner:
 
     @property
     def capacity(self) -> int:
-        return self._settings.max_concurrency
+        return self._settings.max_concurrency if self.claiming else 0
 
     def job(self, task_id: str) -> Job | None:
         return self._jobs.get(task_id)
 
     # -- claiming ---------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._loops = [asyncio.create_task(self._dispatch(), name="offload:dispatcher"),
-                       asyncio.create_task(self._keep_leases(), name="offload:leases")]
+    def start(self, dispatch: bool = True) -> None:
+        """Start claiming (see ``claiming``) and keeping leases. ``dispatch=False`` (a
+        Celery worker's runner): only renew the leases of what it runs."""
+        self._loops = [asyncio.create_task(self._keep_leases(reclaim=dispatch),
+                                           name="offload:leases")]
+        if dispatch:
+            self._loops.append(asyncio.create_task(self._dispatch(), name="offload:dispatcher"))
 
     def wake(self) -> None:
         """Look for startable work now (something was added, became due or finished)."""
@@ -152,7 +168,7 @@ class Runner:
     def _room(self) -> tuple[frozenset[str], list[tuple[tuple[str, ...], int]], int]:
         """The names that cannot start here now, the free slots each executor shares among
         its names, and how many records may be claimed in all."""
-        free = self._settings.max_concurrency - len(self._jobs)
+        free = self._settings.max_concurrency - len(self._jobs) if self.claiming else 0
         excluded: list[str] = []
         pools: list[tuple[tuple[str, ...], int]] = []
         for name, executor in self._executors.items():
@@ -180,6 +196,21 @@ class Runner:
         job.task = asyncio.create_task(self._run(job), name=f"offload:{record.id}",
                                        context=contextvars.Context())
         job.task.add_done_callback(_report_crash)
+
+    async def run_claimed(self, record: TaskRecord) -> TaskRecord | None:
+        """Run a record claimed elsewhere (a Celery worker's ``claim_by_id``) as if this
+        runner had claimed it; the record as its settle left it (None if none applied)."""
+        self._start(record)
+        job = self._jobs.get(record.id)
+        if job is None or job.task is None:  # settled at once (its type is unknown here)
+            await asyncio.gather(*self._background, return_exceptions=True)
+            return await self._store.get(record.id)
+        await asyncio.wait([job.task])
+        return job.ended
+
+    def use_executor(self, name: ExecutorName, executor: Executor) -> None:
+        """Run the tasks of one executor kind with another executor (before any runs)."""
+        self._executors[name] = executor
 
     # -- running ----------------------------------------------------------------------------
 
@@ -210,7 +241,7 @@ class Runner:
             outcome.status = Status.FAILED
             outcome.error.message += " (not retried: the queue is full)"
         job.settled = True
-        record = await self._store.settle(job.record, self.worker, outcome)
+        job.ended = record = await self._settle(job.record, outcome)
         if record is not None:
             self._attempt.finished(record)
 
@@ -229,6 +260,14 @@ class Runner:
         with contextlib.suppress(Exception):
             await self._store.settle(job.record, self.worker, Outcome(
                 Status.FAILED, time.time(), error=TaskError("Interrupted", BROKEN)))
+
+    async def _settle(self, record: TaskRecord, outcome: Outcome) -> TaskRecord | None:
+        def settle() -> Awaitable[TaskRecord | None]:
+            return self._store.settle(record, self.worker, outcome)
+
+        if outcome.status in PENDING and self.requeuing is not None:
+            return await self.requeuing(record, outcome, settle)
+        return await settle()
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
         if job.settled or job.stop_reason is not None:
@@ -266,15 +305,16 @@ class Runner:
             job.cancels_sent += 1
             job.task.cancel()
 
-    async def _keep_leases(self) -> None:
+    async def _keep_leases(self, reclaim: bool = True) -> None:
         """Renew this runner's leases; take over those of runners that died."""
         while True:
             try:
                 await self._renew()
-                await self.reclaim()
+                if reclaim:
+                    await self.reclaim()
             except Exception:
                 log.exception("renewing leases failed")
-            await asyncio.sleep(self._settings.lease / 3)
+            await asyncio.sleep(self.renew_every)
 
     async def _renew(self) -> None:
         sent = list(self._jobs)
@@ -298,7 +338,7 @@ class Runner:
                                   self._store.durable, "its worker stopped while it ran")
             log.warning("task %s %s: its worker died; %s", record.name, record.id,
                         "re-queued" if outcome.status is Status.QUEUED else "marked failed")
-            await self._store.settle(record, self.worker, outcome)
+            await self._settle(record, outcome)
 
     async def drain(self, grace: float) -> None:
         """Stop claiming, give running tasks ``grace`` seconds, then stop the rest."""
@@ -319,7 +359,7 @@ class Runner:
         for job in late:
             if not job.settled:  # a thread that would not stop: not left running
                 job.settled = True
-                await self._store.settle(job.record, self.worker, interrupted(
+                await self._settle(job.record, interrupted(
                     job.record, job.task_type.idempotent, self._store.durable,
                     "the service shut down while the task ran"))
         for executor in self._executors.values():

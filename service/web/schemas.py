@@ -151,6 +151,9 @@ class StatsOut(BaseModel):
     max_queue: int
     uptime_seconds: float
     accepting: bool
+    runner: str = "local"
+    """What runs the tasks: ``local`` (this process: ``capacity`` is its own) or
+    ``celery`` (Celery workers; ``capacity`` is 0 here)."""
 
 
 class HealthOut(BaseModel):

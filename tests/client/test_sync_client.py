@@ -294,3 +294,13 @@ def test_nobody_listening_is_connection_failed() -> None:
 def test_a_url_without_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         OffloadClient("127.0.0.1:8000")
+
+
+def test_depends_on_waits_for_the_dependency(client: OffloadClient, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    first = client.submit("journal_run", "client-dep", 60.0, str(gate))
+    then = client.submit_with("add", [1, 2], depends_on=[first.id])
+    assert then.status is Status.WAITING
+    assert then.record.depends_on == [first.id]
+    gate.touch()
+    assert then.result(WAIT) == 3

@@ -1,7 +1,8 @@
 // Formatting task data for people: times, durations, progress, JSON.
 
 /** Every status, in the service's order; a newer service may add some (see learnStatuses). */
-export const STATUSES = ["queued", "scheduled", "running", "succeeded", "failed", "cancelled"];
+export const STATUSES = ["queued", "scheduled", "waiting", "running", "succeeded", "failed",
+  "cancelled"];
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 /** The statuses a task can still leave: any status but the terminal ones. */
 export const ACTIVE = {

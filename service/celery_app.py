@@ -1,0 +1,74 @@
+"""Celery workers that run Offload's tasks: ``celery -A service.celery_app worker``.
+
+Settings come from the environment, as for the web processes: ``OFFLOAD_CELERY_BROKER``,
+``OFFLOAD_STORE`` (``redis://…``) and ``OFFLOAD_TASK_MODULES``, plus the other
+``OFFLOAD_*`` limits. Every task type is a Celery task named ``offload.<name>``; its message
+carries the record's id (also the Celery task id) and its generation, nothing else. Every
+Celery worker option works (``-c``, ``--pool``, ``--autoscale``, ``-Q``, ``--hostname``);
+see docs/celery.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+
+from .scaleout.config import celery_name, make_celery, offload_name
+from .scaleout.worker import WorkerHost, load_registry
+from .settings import Settings
+
+settings = Settings.load()
+app = make_celery(settings)
+registry = load_registry(settings)
+
+_host: WorkerHost | None = None
+_host_lock = threading.Lock()
+
+
+def _current_host() -> WorkerHost:
+    """This process's host: made at a prefork child's start, else at the first task (the
+    ``threads`` and ``solo`` pools run tasks in the worker process itself)."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = WorkerHost(settings, registry, app, inline_process=False)
+            _host.start()
+        return _host
+
+
+def run_task(self: Task[Any, Any], task_id: str, attempts: int = 0) -> None:
+    """Start and run the record the message names (see WorkerHost.run)."""
+    later = _current_host().run(task_id, attempts, offload_name(self.name))
+    if later is not None:  # its attempt runs elsewhere: the same message, a little later
+        raise self.retry(countdown=later, max_retries=None)
+
+
+for _task_type in registry:
+    app.task(name=celery_name(_task_type.name), bind=True, ignore_result=True,
+             acks_late=True, reject_on_worker_lost=True)(run_task)
+
+
+@worker_process_init.connect
+def _start_pool_process(**_: object) -> None:
+    """A prefork child: process tasks run in it (Celery's pool is the process pool)."""
+    global _host
+    with _host_lock:
+        _host = WorkerHost(settings, registry, app, inline_process=True)
+        _host.start()
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _stop_host(**_: object) -> None:
+    global _host
+    with _host_lock:
+        host, _host = _host, None
+    if host is not None:
+        try:
+            host.stop()
+        except Exception:
+            logging.getLogger("offload.celery").exception("stopping Offload's worker failed")

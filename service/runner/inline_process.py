@@ -1,0 +1,37 @@
+"""Process tasks inside the process that runs the attempt: a Celery prefork pool's child.
+
+Celery's prefork pool already runs each task in a process of its own, which Celery
+restarts when it ends; starting a second process per task would only add a hop. The
+function runs in a thread of that process (its event loop keeps the lease, progress and
+cancel checks going meanwhile). A thread cannot be stopped, so a cancel or timeout marks
+the process for exit: once the attempt is settled, the worker ends the process
+(:attr:`InlineProcessExecutor.must_exit`), which is what killing a process task means.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..context import TaskContext
+from .executors import ThreadExecutor
+from .job import Job
+
+
+class InlineProcessExecutor(ThreadExecutor):
+    """One process task at a time, in this process; cancelling it dooms the process."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.must_exit = False
+
+    @property
+    def cancellable(self) -> bool:
+        return True
+
+    async def run(self, job: Job, context: TaskContext) -> Any:
+        try:
+            return await super().run(job, context)
+        except asyncio.CancelledError:
+            self.must_exit = True  # its thread computes on: only the process's end stops it
+            raise

@@ -1,0 +1,175 @@
+"""Getting each startable record a Celery message, with nothing lost (web and worker side).
+
+The rule: before a record becomes startable, the process that makes it so plans its
+message in the store (:class:`~service.stores.dispatch.DispatchStore`); once the message
+is sent, the plan entry goes. A process that dies in between, a broker that is down, or a
+record that is scheduled (a delay, a retry's wait) leaves the entry, and the dispatcher
+loop of a web process sends it when its time comes. Messages are only ever sent for
+records that may start now: no Celery countdown, so no message waits in a worker's memory
+(the Redis transport hands such messages out again after its visibility timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
+
+from ..dispatch import Add, Dispatch
+from ..events import wait_until_set
+from ..models import Status, TaskRecord
+from ..runner.runner import Runner
+from ..settings import Settings
+from ..stores.base import Outcome, TaskStore
+from ..stores.dispatch import DispatchStore
+from .config import make_celery
+from .publisher import Publisher
+
+log = logging.getLogger("offload.celery")
+GRACE = 10.0  # seconds a sender has to send a message and clear its plan entry
+POLL = 0.2  # seconds at most between two passes of the dispatcher loop
+WAITING_RECHECK = 60.0  # seconds between two looks at a record waiting for others
+BATCH = 500  # plan entries taken at once
+
+
+class Dispatcher:
+    """Plans, sends and clears: what web processes and workers share."""
+
+    def __init__(self, store: DispatchStore, records: TaskStore, publisher: Publisher
+                 ) -> None:
+        self.store = store
+        self.records = records
+        self.publisher = publisher
+        self._background: set[asyncio.Task[Any]] = set()
+
+    async def admit(self, records: Sequence[TaskRecord], add: Add) -> list[TaskRecord]:
+        """Plan each record's message, add the records, then send (in the background:
+        the caller's answer never waits for the broker) those that may start now."""
+        now = time.time()
+        await self.store.plan_dispatch({r.id: _plan_time(r, now) for r in records})
+        stored = await add()  # refused: the plan's entries name no record and are dropped
+        fresh = [s for s, r in zip(stored, records, strict=True) if s.id == r.id]
+        known = [r.id for s, r in zip(stored, records, strict=True) if s.id != r.id]
+        self.spawn(self.send([r for r in fresh if r.status is Status.QUEUED], known))
+        return stored
+
+    async def send(self, records: Sequence[TaskRecord], also_clear: Sequence[str] = ()
+                   ) -> None:
+        """Send these records' messages now and clear their plan entries (a failed send
+        leaves them planned, for the dispatcher loop)."""
+        done = list(also_clear)
+        if records and await self.publisher.send(records):
+            done += [r.id for r in records]
+        if done:
+            await self.store.dispatched(done)
+
+    async def requeue(self, record: TaskRecord, outcome: Outcome,
+                      settle: Callable[[], Awaitable[TaskRecord | None]]
+                      ) -> TaskRecord | None:
+        """A runner's settle that makes a record startable again (a retry or a hand-back):
+        planned first, sent after (a retry's wait is left to the dispatcher loop)."""
+        at = outcome.scheduled_at if outcome.status is Status.SCHEDULED else None
+        await self.store.plan_dispatch({record.id: at or time.time() + GRACE})
+        settled = await settle()
+        if settled is not None and settled.status is not Status.SCHEDULED:
+            await self.send([settled] if settled.status is Status.QUEUED else [],
+                            [] if settled.status is Status.QUEUED else [record.id])
+        return settled
+
+    async def send_due(self) -> int:
+        """One pass over the plan's due entries; how many it took."""
+        now = time.time()
+        ids = await self.store.take_dispatch(now, BATCH, now + GRACE)
+        if not ids:
+            return 0
+        found = await asyncio.gather(*(self.records.get(task_id) for task_id in ids))
+        gone, later, ready = [], {}, []
+        for task_id, record in zip(ids, found, strict=True):
+            if record is None or record.terminal:
+                gone.append(task_id)
+            elif record.status is Status.WAITING:
+                later[task_id] = now + WAITING_RECHECK
+            elif record.status is Status.SCHEDULED and (record.scheduled_at or 0.0) > now:
+                later[task_id] = record.scheduled_at or now
+            elif record.status is not Status.RUNNING:  # running: looked at after GRACE
+                ready.append(record)
+        if later:
+            await self.store.plan_dispatch(later)
+        await self.send(ready, gone)
+        return len(ids)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_failure)
+
+    async def settle_background(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _plan_time(record: TaskRecord, now: float) -> float:
+    if record.status is Status.SCHEDULED and record.scheduled_at is not None:
+        return record.scheduled_at
+    if record.status is Status.WAITING:
+        return now + WAITING_RECHECK
+    return now + GRACE
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("sending task messages failed; they are sent again from the store's "
+                    "dispatch plan: %s", task.exception())
+
+
+class CeleryDispatch(Dispatch):
+    """The web side of Celery mode: records go to the store, then to Celery workers."""
+
+    name = "celery"
+    runner_claims = False
+
+    def __init__(self, settings: Settings, store: TaskStore) -> None:
+        if not isinstance(store, DispatchStore):
+            raise ValueError(f"OFFLOAD_CELERY_BROKER needs a store that Celery workers "
+                             f"share: OFFLOAD_STORE=redis://host:6379/0, not "
+                             f"{settings.store!r}")
+        self.dispatcher = Dispatcher(store, store, Publisher(make_celery(settings)))
+        self._loop: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    async def start(self, runner: Runner) -> None:
+        runner.requeuing = self.dispatcher.requeue
+        self._loop = asyncio.create_task(self._send_due(), name="offload:celery-dispatch")
+
+    async def admit(self, records: Sequence[TaskRecord], add: Add) -> list[TaskRecord]:
+        return await self.dispatcher.admit(records, add)
+
+    def cancelled(self, task_id: str) -> None:
+        self.dispatcher.spawn(self.dispatcher.publisher.revoke(task_id))
+
+    async def _send_due(self) -> None:
+        failing = False
+        while True:
+            upcoming: float | None = None
+            try:
+                while await self.dispatcher.send_due() == BATCH:
+                    pass
+                upcoming = await self.dispatcher.store.next_dispatch()
+            except Exception as exc:
+                if not failing:
+                    log.warning("sending planned task messages failed (%s); trying again "
+                                "every %gs", exc, POLL)
+                failing = True
+            else:
+                failing = False
+            wait = POLL if upcoming is None else min(max(upcoming - time.time(), 0.0), POLL)
+            await wait_until_set(self._wake, wait)
+
+    async def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
+        await self.dispatcher.settle_background()
+        self.dispatcher.publisher.close()
