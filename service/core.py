@@ -156,6 +156,8 @@ class TaskService:
         if self._started_at is not None:
             return
         self.scheduler.check(self.registry)
+        if self.settings.rate_limits:
+            self.registry.override_rate_limits(dict(self.settings.rate_limits))
         await self.store.open()
         self._cursors = CursorCodec(await self.store.cursor_key())
         await self.dispatch.start(self.runner)
