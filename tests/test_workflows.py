@@ -4,6 +4,7 @@ cancelling a workflow, bounds, and each step a normal task."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +129,17 @@ async def test_steps_are_checked_when_submitted(svc: TaskService) -> None:
     with pytest.raises(TypeError):
         chain(add.s(1, 2), "add")  # type: ignore[arg-type]
     assert (await svc.list())[0] == []  # nothing was submitted
+
+
+async def test_a_chain_and_a_chord_on_a_durable_store(make_service: Factory,
+                                                       tmp_path: Path) -> None:
+    service = make_service(store=f"sqlite:///{tmp_path}/tasks.db")
+    service.register_module("tests.workflow_tasks")
+    await service.start()
+    chained = await chain(add.s(2, 3), add.s(10), wt.double.s()).submit()
+    assert await chained.result(timeout=10) == 30
+    chorded = await chord([add.s(1, 1), wt.double.s(5)], wt.tsum.s()).submit()
+    assert await chorded.result(timeout=10) == 12
+    broken = await chain(fail.s("on disk"), add.s(1)).submit()
+    with pytest.raises(TaskFailed, match="on disk"):
+        await broken.result(timeout=10)
