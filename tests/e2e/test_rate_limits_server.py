@@ -1,5 +1,6 @@
-"""A rate limit on the real server: two Hypercorn workers on one SQLite file, a type
-limited to 5 starts a second, 30 tasks submitted at once through both workers.
+"""A rate limit on real servers: two Hypercorn workers on one SQLite file (or two servers
+on one Redis), a type limited to 5 starts a second, 30 tasks submitted at once through
+both.
 
 Each worker may run only 3 tasks at once (OFFLOAD_MAX_CONCURRENCY is per worker), so the
 5 starts a second allows are more than one worker can take: both start tasks of the type,
@@ -17,7 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .server import Server, server_env, spawn
+from tests.redis_server import fresh_prefix, running_redis
+
+from .server import Server, server_env, spawn, wait_ready
 from .sqlite_helpers import (
     CLIENT_TIMEOUT,
     Pinned,
@@ -42,10 +45,12 @@ def most_in_a_window(starts: list[datetime]) -> int:
 
 
 async def submit_half(pinned: Pinned) -> list[str]:
-    tasks = [{"name": "limited_call", "args": [HOLD]}] * (TASKS // 2)
-    response = pinned.check(await pinned.http.post("/tasks/batch", json={"tasks": tasks}))
+    response = pinned.check(await pinned.http.post("/tasks/batch", json=HALF))
     assert response.status_code == 202, response.text
     return [item["id"] for item in response.json()["items"]]
+
+
+HALF = {"tasks": [{"name": "limited_call", "args": [HOLD]}] * (TASKS // 2)}
 
 
 async def ended(http: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
@@ -65,12 +70,40 @@ def test_two_workers_keep_one_rate_limit(tmp_path: Path) -> None:
     with serving(server):
         asyncio.run(wait_for_workers(server, 2))
         tasks = asyncio.run(_run_all(server))
+    check_limit_held(tasks)
+
+
+def check_limit_held(tasks: list[dict[str, Any]]) -> None:
     assert len(tasks) == TASKS
     assert [t["status"] for t in tasks] == ["succeeded"] * TASKS
     assert all(t["attempts"] == 1 for t in tasks)  # held back in the queue, never failed
     starts = [datetime.fromisoformat(t["started_at"]) for t in tasks]
     assert most_in_a_window(starts) == LIMIT
-    assert len({t["result"] for t in tasks}) == 2  # both workers started tasks of the type
+    assert len({t["result"] for t in tasks}) == 2  # both processes started tasks of the type
+
+
+def test_two_servers_on_one_redis_keep_one_rate_limit(tmp_path: Path) -> None:
+    with running_redis() as redis:
+        env = server_env(OFFLOAD_STORE=f"{redis.url}?prefix={fresh_prefix()}",
+                         OFFLOAD_MAX_CONCURRENCY="3", OFFLOAD_SHUTDOWN_GRACE="2",
+                         OFFLOAD_TASK_MODULES="service.demo,tests.e2e.rate_tasks")
+        first = spawn(tmp_path, env, name="first")
+        with serving(first):
+            wait_ready(first)
+            second = spawn(tmp_path, env, name="second")
+            with serving(second):
+                wait_ready(second)
+                check_limit_held(asyncio.run(_run_on_two(first, second)))
+
+
+async def _run_on_two(first: Server, second: Server) -> list[dict[str, Any]]:
+    async with (httpx.AsyncClient(base_url=first.base_url, timeout=CLIENT_TIMEOUT) as one,
+                httpx.AsyncClient(base_url=second.base_url, timeout=CLIENT_TIMEOUT) as two):
+        answers = await asyncio.gather(one.post("/tasks/batch", json=HALF),
+                                       two.post("/tasks/batch", json=HALF))
+        assert [a.status_code for a in answers] == [202, 202], answers[0].text
+        ids = [item["id"] for answer in answers for item in answer.json()["items"]]
+        return list(await asyncio.gather(*(ended(one, task_id) for task_id in ids)))
 
 
 async def _run_all(server: Server) -> list[dict[str, Any]]:
