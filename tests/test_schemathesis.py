@@ -107,12 +107,14 @@ SUBMISSIONS = {("POST", "/tasks"), ("POST", "/tasks/batch")}
 def exact_document(document: dict[str, Any]) -> dict[str, Any]:
     """The served document with ``Submission`` one variant per task type: its name, and as
     ``kwargs`` its ``<Name>Parameters`` component (every demo task takes its arguments by
-    keyword), plus the options; so that a body valid here is one the service accepts."""
+    keyword), plus the options; so that a body valid here is one the service accepts.
+    ``depends_on`` is left out: like a cursor, a valid id is one the service issued
+    (tests/web/test_depends_on.py has its own tests)."""
     exact = copy.deepcopy(document)
     schemas = exact["components"]["schemas"]
     submission = schemas["Submission"]
     options = {k: v for k, v in submission["properties"].items()
-               if k not in ("name", "args", "kwargs")}
+               if k not in ("name", "args", "kwargs", "depends_on")}
     variants = []
     for name in submission["properties"]["name"]["enum"]:
         parameters = parameters_component_name(name)
