@@ -8,6 +8,7 @@ from quart.typing import TestClientProtocol as Client
 from ..sample_tasks import gate
 from .conftest import MakeClient
 from .helpers import bearer, error_fields, finished, get_task, ids_listed, problem, submit
+from .test_events_sse import open_stream, parse, read_to_end, read_until
 
 
 async def blocked(client: Client, key: str, **options: object) -> dict[str, object]:
@@ -158,3 +159,17 @@ async def test_the_openapi_document_knows_waiting_and_depends_on(client: Client)
     assert "waiting" in schemas["TaskOut"]["properties"]["status"]["enum"]
     assert "depends_on" in schemas["TaskOut"]["properties"]
     assert "depends_on" in schemas["Submission"]["properties"]
+
+
+async def test_the_event_stream_of_a_dependant_shows_its_release(client: Client) -> None:
+    first = await blocked(client, "dep-sse")
+    then = await submit(client, "add", 1, 2, depends_on=[first["id"]])
+    async with open_stream(client, str(then["id"])) as connection:
+        await connection.send_complete()
+        opening = await read_until(connection, "\n\n")
+        gate("dep-sse").open()
+        rest = await read_to_end(connection)
+    statuses = [task["status"] for kind, task in parse(opening + rest)[0] if kind == "status"]
+    assert statuses[0] == "waiting"
+    assert statuses[-1] == "succeeded"
+    assert "queued" in statuses or "running" in statuses
