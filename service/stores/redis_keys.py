@@ -26,6 +26,9 @@ key                            type          holds
                                              ``t`` (task id), ``k`` (kind), ``w`` (writer)
 ``P feed:n``                   string        the last feed entry's ``n`` (the cursor)
 ``P meta:<key>``               string        a small named value of the service's (schedules)
+``P deps:<id>``                set           the waiting records that depend on ``<id>``
+``P dr:<id>``                  hash          results of the dependencies of waiting ``<id>``
+                                             that have succeeded (field: their position)
 ``P rate:<name>``              sorted set    the newest starts of a rate-limited name (at
                                              most its N): member ``<id>:<attempt>``,
                                              score the start time
