@@ -138,6 +138,7 @@ class CeleryDispatch(Dispatch):
         self.dispatcher = Dispatcher(store, store, Publisher(make_celery(settings)))
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._stopping = False
 
     async def start(self, runner: Runner) -> None:
         runner.requeuing = self.dispatcher.requeue
@@ -151,7 +152,7 @@ class CeleryDispatch(Dispatch):
 
     async def _send_due(self) -> None:
         failing = False
-        while True:
+        while not self._stopping:
             upcoming: float | None = None
             try:
                 while await self.dispatcher.send_due() == BATCH:
@@ -168,6 +169,10 @@ class CeleryDispatch(Dispatch):
             await wait_until_set(self._wake, wait)
 
     async def stop(self) -> None:
+        # a flag, not only a cancel: on Python 3.11 a cancel that lands as the loop's
+        # timeout expires is swallowed by asyncio.timeout, and the loop would go on
+        self._stopping = True
+        self._wake.set()
         if self._loop is not None:
             self._loop.cancel()
             await asyncio.gather(self._loop, return_exceptions=True)
