@@ -8,7 +8,8 @@ WORKERS ?= 1
 # STORE=redis://127.0.0.1:6379/0, which also installs the redis extra)
 STORE ?=
 STORE_URL := $(if $(filter sqlite,$(STORE)),sqlite:///offload.db,$(STORE))
-RUN_EXTRAS := $(if $(filter redis://% rediss://%,$(STORE_URL)),redis)
+# Celery mode (OFFLOAD_CELERY_BROKER set, docs/celery.md) installs the celery extra (redis included)
+RUN_EXTRAS := $(if $(OFFLOAD_CELERY_BROKER),celery,$(if $(filter redis://% rediss://%,$(STORE_URL)),redis))
 # `make run` installs what serving needs; `make test` adds the dev tools to the same venv.
 RUN_STAMP := $(VENV)/.installed-run$(if $(RUN_EXTRAS),-$(RUN_EXTRAS))
 STAMP := $(VENV)/.installed-dev
