@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ DEFAULT_POLL_WAIT = 30.0  # seconds one ?wait= may hold (the service allows up t
 STREAM_SILENCE = 60.0  # an event stream says something (a keep-alive) every 15 s by default
 RETRYABLE = frozenset({429, 503})
 USER_AGENT = "offload-client/0.1"
+CLIENT_KEY = "offload-client-"  # the Idempotency-Key of a submission that names none
 log = logging.getLogger("offload.client")
 
 
@@ -136,8 +138,10 @@ def submit_call(name: str, args: Iterable[JSON], kwargs: dict[str, JSON] | None,
         body["priority"] = priority
     if timeout is not None:
         body["timeout"] = timeout
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key is not None else {}
-    return Call("POST", "/tasks", body=body, headers=headers)
+    # Always a key: a submission retried after a 503 whose answer was lost (the store may
+    # have taken it) then finds the first task instead of making a second one.
+    key = idempotency_key if idempotency_key is not None else CLIENT_KEY + secrets.token_urlsafe(18)
+    return Call("POST", "/tasks", body=body, headers={"Idempotency-Key": key})
 
 
 def get_call(task_id: str, wait: float | None = None) -> Call:

@@ -304,3 +304,20 @@ def test_depends_on_waits_for_the_dependency(client: OffloadClient, tmp_path: Pa
     assert then.record.depends_on == [first.id]
     gate.touch()
     assert then.result(WAIT) == 3
+
+
+def test_every_submission_carries_its_own_idempotency_key(client: OffloadClient) -> None:
+    """So that a submission retried after a lost answer (a 503) finds its first task."""
+    keys: list[str | None] = []
+    client._http.event_hooks["request"].append(  # type: ignore[attr-defined]
+        lambda request: keys.append(request.headers.get("Idempotency-Key")))
+    first = client.submit("add", 1, 2)
+    second = client.submit("add", 1, 2)
+    assert first.id != second.id
+    assert keys[0] is not None
+    assert keys[0].startswith("offload-client-")
+    assert keys[0] != keys[1]
+
+    resent = client.submit_with("add", [1, 2], idempotency_key=keys[0])  # as a retry sends it
+
+    assert resent.id == first.id
