@@ -2,11 +2,12 @@
 of readers (``GET /events``).
 
 Each published change gets one id and one JSON encoding, shared by every reader and by a
-bounded ring buffer of recent events, from which a reader that reconnects with the last id
-it saw is served what it missed. Each reader has a bounded queue: one that falls behind is
-told so (a ``reset``) and continues live, its queue cleared, so memory never grows with a
-slow reader. Progress events of one task may be coalesced in a queue (a later one replaces
-an earlier one not yet read); a status event is never dropped except through a reset.
+ring buffer of recent events, bounded in count and in bytes, from which a reader that
+reconnects with the last id it saw is served what it missed. Each reader has a queue bounded
+the same way: one that falls behind is told so (a ``reset``) and continues live, its queue
+cleared, so memory never grows with a slow reader (readers share the events' bytes).
+Progress events of one task may be coalesced in a queue (a later one replaces an earlier
+one not yet read); a status event is never dropped except through a reset.
 
 Publishing costs one attribute check while nobody reads the feed: the buffer runs only
 while a reader is connected and for ``RESUME_WINDOW`` seconds after the last one left, so
@@ -60,16 +61,19 @@ class Feed:
     """Every task change of this process, fanned out to readers (see the module)."""
 
     def __init__(self, buffer: int = 1000, queue: int = 1000, max_readers: int = 100,
-                 include_traceback: bool = False) -> None:
+                 include_traceback: bool = False, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.armed = False
         """True while events are recorded: a reader is connected, or left recently."""
         self._include_traceback = include_traceback
         self._queue_size = queue
+        self._max_bytes = max_bytes
         self._max_readers = max_readers
         self._epoch = secrets.token_hex(6)  # ids of another process or run never resume
         self._seq = 0
         self._horizon = 1  # the lowest last-seen seq from which this feed can resume
-        self._buffer: deque[FeedEvent] = deque(maxlen=buffer)
+        self._buffer_size = buffer
+        self._buffer: deque[FeedEvent] = deque()
+        self._buffered = 0  # bytes of the events in the buffer
         self._readers: dict[str | None, set[FeedReader]] = {}
         self._count = 0
         self._idle_since = 0.0
@@ -84,16 +88,26 @@ class Feed:
         self._seq += 1
         event = FeedEvent(self._seq, f"{self._epoch}-{self._seq}", kind, record.id,
                           record.owner, jsonutil.dumps(record.to_json(self._include_traceback)))
-        if self._buffer.maxlen and len(self._buffer) == self._buffer.maxlen:
-            self._horizon = self._buffer[0].seq  # the oldest leaves: resuming before it ends
-        elif not self._buffer.maxlen:
-            self._horizon = self._seq
-        self._buffer.append(event)
+        self._record(event)
         for reader in self._readers.get(None, ()):
             reader.offer(event)
         if record.owner is not None:
             for reader in self._readers.get(record.owner, ()):
                 reader.offer(event)
+
+    def _record(self, event: FeedEvent) -> None:
+        """Keep ``event`` for readers that resume; the oldest leave past either bound (the
+        newest always stays, however large)."""
+        if not self._buffer_size:
+            self._horizon = event.seq
+            return
+        self._buffer.append(event)
+        self._buffered += len(event.data)
+        while len(self._buffer) > self._buffer_size or (
+                self._buffered > self._max_bytes and len(self._buffer) > 1):
+            oldest = self._buffer.popleft()
+            self._buffered -= len(oldest.data)
+            self._horizon = oldest.seq  # resuming from before what left cannot be done
 
     def subscribe(self, owner: str | None = None, last_event_id: str | None = None
                   ) -> FeedReader:
@@ -108,7 +122,7 @@ class Feed:
         if not self.armed:
             self.armed = True
             self._horizon = self._seq + 1  # what came before was not recorded
-        reader = FeedReader(self, owner, self._queue_size)
+        reader = FeedReader(self, owner, self._queue_size, self._max_bytes)
         if last_event_id is not None:
             self._replay(reader, last_event_id)
         self._readers.setdefault(owner, set()).add(reader)
@@ -160,16 +174,20 @@ class Feed:
     def _disarm(self) -> None:
         self.armed = False
         self._buffer.clear()
+        self._buffered = 0
 
 
 class FeedReader:
     """One reader's queue of events: call :meth:`next` until :attr:`finished` (the feed
     closed), and :meth:`close` when done."""
 
-    def __init__(self, feed: Feed, owner: str | None, size: int) -> None:
+    def __init__(self, feed: Feed, owner: str | None, size: int,
+                 max_bytes: int = 16 * 1024 * 1024) -> None:
         self.owner = owner
         self._feed = feed
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0  # of the events queued
         # progress is keyed by task, so that a newer one replaces one not yet read
         self._queue: OrderedDict[tuple[str, object], FeedEvent] = OrderedDict()
         self._reset: ResetReason | None = None
@@ -181,18 +199,26 @@ class FeedReader:
         """Queue ``event``; a full queue is cleared and a ``fell-behind`` reset queued."""
         if event.kind == "progress":
             key: tuple[str, object] = ("progress", event.task_id)
-            self._queue.pop(key, None)
+            replaced = self._queue.pop(key, None)
+            if replaced is not None:
+                self._bytes -= len(replaced.data)
         else:
             key = ("status", event.seq)
-        if len(self._queue) >= self._size:
-            self._queue.clear()
+        if self._queue and (len(self._queue) >= self._size
+                            or self._bytes + len(event.data) > self._max_bytes):
+            self._clear()
             self._reset = "fell-behind"
         self._queue[key] = event
+        self._bytes += len(event.data)
         self._wake.set()
+
+    def _clear(self) -> None:
+        self._queue.clear()
+        self._bytes = 0
 
     def reset(self, reason: ResetReason) -> None:
         """Tell the reader, before anything queued after this, that it missed events."""
-        self._queue.clear()
+        self._clear()
         self._reset = reason
         self._wake.set()
 
@@ -223,12 +249,14 @@ class FeedReader:
             reason, self._reset = self._reset, None
             return Reset(reason)
         if self._queue:
-            return self._queue.popitem(last=False)[1]
+            event = self._queue.popitem(last=False)[1]
+            self._bytes -= len(event.data)
+            return event
         return None
 
     def close(self) -> None:
         """Stop reading: the feed forgets this reader."""
         if not self._closed:
             self._closed = True
-            self._queue.clear()
+            self._clear()
             self._feed._leave(self)

@@ -81,6 +81,9 @@ class Settings:
     gets a ``reset`` event instead."""
     max_event_streams: int = 100
     """``GET /events`` streams open at once in one process; past it, 429."""
+    events_max_bytes: int = 16 * 1024 * 1024
+    """Bytes of task JSON the resume buffer holds at most, and one reader's queue: events
+    carry whole tasks, so a count alone would not bound memory."""
     poll_after: int = 1
     expose_tracebacks: bool = False
     sweep_interval: float = 5.0
@@ -202,5 +205,5 @@ _POSITIVE = frozenset({"max_concurrency", "max_body", "max_result", "max_queue",
                        "process_workers", "max_batch", "max_page",
                        "max_depends_on", "max_group", "max_chain", "sweep_interval",
                        "sse_keepalive", "lease", "poll_interval", "events_queue",
-                       "max_event_streams"})
+                       "max_event_streams", "events_max_bytes"})
 _DEFAULTS = Settings()

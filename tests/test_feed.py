@@ -299,3 +299,47 @@ async def test_the_service_feeds_every_change_and_closes_the_feed_when_drained(
     assert reader.finished
     reader.close()
     assert service.hub.listener_count() == 0
+
+
+def big_record(size: int) -> TaskRecord:
+    """A task whose JSON is about ``size`` bytes (its arguments)."""
+    return TaskRecord(name="t", status=Status.RUNNING, args=["x" * size])
+
+
+async def test_the_resume_buffer_is_bounded_in_bytes_too() -> None:
+    bound = 50_000
+    feed_ = Feed(buffer=1000, max_bytes=bound)
+    watcher = feed_.subscribe()
+    first = big_record(10_000)
+    feed_.publish("status", first)
+    [seen] = await read_all(watcher)
+    assert isinstance(seen, FeedEvent)
+    status_events(feed_, [big_record(10_000) for _ in range(20)])
+    assert 0 < feed_._buffered <= bound  # by count alone it would hold all 21 (210 KB)
+    assert len(feed_._buffer) < 21
+
+    resumed = feed_.subscribe(last_event_id=seen.id)  # what followed it has left
+
+    assert await read_all(resumed) == [Reset("cannot-resume")]
+
+
+async def test_one_event_larger_than_the_bound_is_still_kept_and_delivered() -> None:
+    feed_ = Feed(max_bytes=1_000)
+    reader = feed_.subscribe()
+    feed_.publish("status", big_record(5_000))
+    [event] = await read_all(reader)
+    assert isinstance(event, FeedEvent)
+    assert len(feed_._buffer) == 1
+
+
+async def test_a_reader_falls_behind_by_bytes_before_it_does_by_count() -> None:
+    feed_ = Feed(queue=1000, max_bytes=50_000)
+    slow = feed_.subscribe()
+    tasks = [big_record(10_000) for _ in range(12)]
+    status_events(feed_, tasks)
+
+    items = await read_all(slow)
+
+    assert items[0] == Reset("fell-behind")
+    assert 1 <= len(items) - 1 <= 5  # the newest events, within the bytes bound
+    assert task_ids(items)[-1] == tasks[-1].id
