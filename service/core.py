@@ -75,7 +75,8 @@ class TaskService:
         self.store.on_change = self._on_change
         self.hub = EventHub(self.settings.expose_tracebacks, Feed(
             self.settings.events_buffer, self.settings.events_queue,
-            self.settings.max_event_streams, self.settings.expose_tracebacks))
+            self.settings.max_event_streams, self.settings.expose_tracebacks,
+            self.settings.events_max_bytes))
         self.metrics = Metrics(self._gauges)
         self.dispatch = make_dispatch(self.settings, self.store)
         """Where accepted records go: this process's runner, or Celery workers."""
