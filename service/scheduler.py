@@ -134,7 +134,8 @@ class Scheduler:
             schedule.check_task(registry)
             if not self._store.supports_meta:
                 raise ScheduleError(schedule.name, f"the task store ({type(self._store).__name__}"
-                                    ") cannot keep schedule state; use memory:// or sqlite://")
+                                    ") cannot keep schedule state; use memory://, sqlite:// "
+                                    "or redis://")
 
     # -- running --------------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class Scheduler:
         if due > expected:  # woken late: a suspend, a clock jump, a stalled loop
             _log(logging.WARNING, schedule, due, "schedule_coalesced",
                  f"ticks from {isoformat(expected)} passed while this process did not run; "
-                 "only the latest runs")
+                 "only the latest runs", missed_from=isoformat(expected))
         await self._fire(schedule, due)
 
     async def _fire(self, schedule: Schedule, tick: float) -> None:

@@ -20,7 +20,8 @@ from .api import api, json_response, offload
 from .openapi import Schema, problems, refine
 from .problems import problem
 
-StatusName = Literal["queued", "scheduled", "running", "succeeded", "failed", "cancelled"]
+StatusName = Literal["queued", "scheduled", "waiting", "running", "succeeded", "failed",
+                     "cancelled"]
 
 
 class ScheduleOut(BaseModel):

@@ -78,7 +78,7 @@ def check_limit_held(tasks: list[dict[str, Any]]) -> None:
     assert [t["status"] for t in tasks] == ["succeeded"] * TASKS
     assert all(t["attempts"] == 1 for t in tasks)  # held back in the queue, never failed
     starts = [datetime.fromisoformat(t["started_at"]) for t in tasks]
-    assert most_in_a_window(starts) == LIMIT
+    assert most_in_a_window(starts) <= LIMIT  # reaching it depends on the machine's load
     assert len({t["result"] for t in tasks}) == 2  # both processes started tasks of the type
 
 
