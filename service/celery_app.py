@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
+from .errors import StoreUnavailable
 from .scaleout.config import celery_name, make_celery, offload_name
 from .scaleout.worker import WorkerHost, load_registry
 from .settings import Settings
+
+log = logging.getLogger("offload.celery")
+STORE_PAUSE = 1.0  # seconds a message waits before it goes back while the store is down
 
 settings = Settings.load()
 app = make_celery(settings)
@@ -42,7 +48,13 @@ def _current_host() -> WorkerHost:
 
 def run_task(self: Task[Any, Any], task_id: str, attempts: int = 0) -> None:
     """Start and run the record the message names (see WorkerHost.run)."""
-    later = _current_host().run(task_id, attempts, offload_name(self.name))
+    try:
+        later = _current_host().run(task_id, attempts, offload_name(self.name))
+    except StoreUnavailable as exc:  # the message goes back to the broker, not lost
+        log.warning("task %s: the store is unreachable (%s); the message goes back to the "
+                    "broker", task_id, exc)
+        time.sleep(STORE_PAUSE)  # not at once: a store that is down stays down a while
+        raise Reject(str(exc), requeue=True) from exc
     if later is not None:  # its attempt runs elsewhere: the same message, a little later
         raise self.retry(countdown=later, max_retries=None)
 
@@ -71,4 +83,4 @@ def _stop_host(**_: object) -> None:
         try:
             host.stop()
         except Exception:
-            logging.getLogger("offload.celery").exception("stopping Offload's worker failed")
+            log.exception("stopping Offload's worker failed")

@@ -33,6 +33,10 @@ class Settings:
     """A Celery broker URL (``redis://…`` or ``amqp://…``): set, this process runs no task
     itself; Celery workers (``celery -A service.celery_app worker``) run them, with the
     records in ``store`` (which must then be a Redis store). See docs/celery.md."""
+    celery_resend: float = 60.0
+    """Celery mode: seconds after which a startable task that no worker has claimed gets
+    its message again (a broker may lose one), then twice as long as it has waited; a
+    worker drops the extra ones."""
     schedules: tuple[Schedule, ...] = ()
     """Periodic tasks: ``OFFLOAD_SCHEDULES``, a JSON list of ``{"name", "task", "cron" or
     "every", "timezone", "args", "kwargs", "missed", "overlap"}`` (see docs/schedules.md)."""
@@ -205,5 +209,5 @@ _POSITIVE = frozenset({"max_concurrency", "max_body", "max_result", "max_queue",
                        "process_workers", "max_batch", "max_page",
                        "max_depends_on", "max_group", "max_chain", "sweep_interval",
                        "sse_keepalive", "lease", "poll_interval", "events_queue",
-                       "max_event_streams", "events_max_bytes"})
+                       "max_event_streams", "events_max_bytes", "celery_resend"})
 _DEFAULTS = Settings()

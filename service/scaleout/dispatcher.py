@@ -1,12 +1,16 @@
 """Getting each startable record a Celery message, with nothing lost (web and worker side).
 
 The rule: before a record becomes startable, the process that makes it so plans its
-message in the store (:class:`~service.stores.dispatch.DispatchStore`); once the message
-is sent, the plan entry goes. A process that dies in between, a broker that is down, or a
-record that is scheduled (a delay, a retry's wait) leaves the entry, and the dispatcher
-loop of a web process sends it when its time comes. Messages are only ever sent for
-records that may start now: no Celery countdown, so no message waits in a worker's memory
-(the Redis transport hands such messages out again after its visibility timeout).
+message in the store (:class:`~service.stores.dispatch.DispatchStore`), then sends it. The
+plan entry goes only when a worker starts the record (``claim_by_id`` drops it in the same
+step) or finds it ended. So a process that dies before sending, a broker that is down, and
+a broker that loses a message (Redis killed while it hands one out) all leave an entry,
+and the dispatcher loop of a web process sends the message again when the entry's time
+comes: ``OFFLOAD_CELERY_RESEND`` seconds after the send, then as long again as the record
+has waited (a long backlog costs a few extra messages per task, which workers drop).
+Scheduled records (a delay, a retry's wait) are planned for their time. Messages are only
+sent for records that may start now: no Celery countdown, so no message waits in a
+worker's memory (the Redis transport hands those out again after its visibility timeout).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ from .config import make_celery
 from .publisher import Publisher
 
 log = logging.getLogger("offload.celery")
-GRACE = 10.0  # seconds a sender has to send a message and clear its plan entry
 POLL = 0.2  # seconds at most between two passes of the dispatcher loop
 WAITING_RECHECK = 60.0  # seconds between two looks at a record waiting for others
 BATCH = 500  # plan entries taken at once
@@ -37,33 +40,51 @@ BATCH = 500  # plan entries taken at once
 class Dispatcher:
     """Plans, sends and clears: what web processes and workers share."""
 
-    def __init__(self, store: DispatchStore, records: TaskStore, publisher: Publisher
-                 ) -> None:
+    def __init__(self, store: DispatchStore, records: TaskStore, publisher: Publisher,
+                 resend: float) -> None:
         self.store = store
         self.records = records
         self.publisher = publisher
+        self.resend = resend
         self._background: set[asyncio.Task[Any]] = set()
 
     async def admit(self, records: Sequence[TaskRecord], add: Add) -> list[TaskRecord]:
         """Plan each record's message, add the records, then send (in the background:
         the caller's answer never waits for the broker) those that may start now."""
         now = time.time()
-        await self.store.plan_dispatch({r.id: _plan_time(r, now) for r in records})
+        await self.store.plan_dispatch({r.id: self._plan_time(r, now) for r in records})
         stored = await add()  # refused: the plan's entries name no record and are dropped
         fresh = [s for s, r in zip(stored, records, strict=True) if s.id == r.id]
         known = [r.id for s, r in zip(stored, records, strict=True) if s.id != r.id]
-        self.spawn(self.send([r for r in fresh if r.status is Status.QUEUED], known))
+        self.spawn(self.send([r for r in fresh if r.status is Status.QUEUED], known,
+                             replan=False))
         return stored
 
-    async def send(self, records: Sequence[TaskRecord], also_clear: Sequence[str] = ()
-                   ) -> None:
-        """Send these records' messages now and clear their plan entries (a failed send
-        leaves them planned, for the dispatcher loop)."""
-        done = list(also_clear)
-        if records and await self.publisher.send(records):
-            done += [r.id for r in records]
-        if done:
-            await self.store.dispatched(done)
+    async def send(self, records: Sequence[TaskRecord], clear: Sequence[str] = (),
+                   replan: bool = True) -> None:
+        """Send these records' messages now; plan each again for when it is sent anew if
+        no worker has started it by then (``replan``: else its entry's time stands), and
+        forget the plans of ``clear``."""
+        if records and await self.publisher.send(records) and replan:
+            now = time.time()
+            await self.store.plan_dispatch({r.id: now + self._wait_after(r, now)
+                                            for r in records})
+        if clear:
+            await self.store.dispatched(clear)
+
+    def _wait_after(self, record: TaskRecord, now: float) -> float:
+        """How long a sent message may go unclaimed: ``resend``, or as long as the record
+        has been startable (so a long backlog costs a few messages per task, no flood)."""
+        since = max(t for t in (record.created_at, record.scheduled_at, record.started_at)
+                    if t is not None)
+        return max(self.resend, now - since)
+
+    def _plan_time(self, record: TaskRecord, now: float) -> float:
+        if record.status is Status.SCHEDULED and record.scheduled_at is not None:
+            return record.scheduled_at
+        if record.status is Status.WAITING:
+            return now + WAITING_RECHECK
+        return now + self.resend
 
     async def requeue(self, record: TaskRecord, outcome: Outcome,
                       settle: Callable[[], Awaitable[TaskRecord | None]]
@@ -71,17 +92,18 @@ class Dispatcher:
         """A runner's settle that makes a record startable again (a retry or a hand-back):
         planned first, sent after (a retry's wait is left to the dispatcher loop)."""
         at = outcome.scheduled_at if outcome.status is Status.SCHEDULED else None
-        await self.store.plan_dispatch({record.id: at or time.time() + GRACE})
+        await self.store.plan_dispatch({record.id: at or time.time() + self.resend})
         settled = await settle()
-        if settled is not None and settled.status is not Status.SCHEDULED:
-            await self.send([settled] if settled.status is Status.QUEUED else [],
-                            [] if settled.status is Status.QUEUED else [record.id])
+        if settled is not None and settled.status is Status.QUEUED:
+            await self.send([settled], replan=False)
+        elif settled is not None and settled.terminal:  # a cancel came first
+            await self.store.dispatched([record.id])
         return settled
 
     async def send_due(self) -> int:
         """One pass over the plan's due entries; how many it took."""
         now = time.time()
-        ids = await self.store.take_dispatch(now, BATCH, now + GRACE)
+        ids = await self.store.take_dispatch(now, BATCH, now + self.resend)
         if not ids:
             return 0
         found = await asyncio.gather(*(self.records.get(task_id) for task_id in ids))
@@ -93,7 +115,7 @@ class Dispatcher:
                 later[task_id] = now + WAITING_RECHECK
             elif record.status is Status.SCHEDULED and (record.scheduled_at or 0.0) > now:
                 later[task_id] = record.scheduled_at or now
-            elif record.status is not Status.RUNNING:  # running: looked at after GRACE
+            elif record.status is not Status.RUNNING:  # running: looked at again later
                 ready.append(record)
         if later:
             await self.store.plan_dispatch(later)
@@ -108,14 +130,6 @@ class Dispatcher:
 
     async def settle_background(self) -> None:
         await asyncio.gather(*self._background, return_exceptions=True)
-
-
-def _plan_time(record: TaskRecord, now: float) -> float:
-    if record.status is Status.SCHEDULED and record.scheduled_at is not None:
-        return record.scheduled_at
-    if record.status is Status.WAITING:
-        return now + WAITING_RECHECK
-    return now + GRACE
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
@@ -135,7 +149,8 @@ class CeleryDispatch(Dispatch):
             raise ValueError(f"OFFLOAD_CELERY_BROKER needs a store that Celery workers "
                              f"share: OFFLOAD_STORE=redis://host:6379/0, not "
                              f"{settings.store!r}")
-        self.dispatcher = Dispatcher(store, store, Publisher(make_celery(settings)))
+        self.dispatcher = Dispatcher(store, store, Publisher(make_celery(settings)),
+                                     settings.celery_resend)
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False

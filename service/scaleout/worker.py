@@ -91,7 +91,7 @@ class WorkerHost:
         runner.renew_every = min(runner.renew_every, CANCEL_CHECK)
         if self.inline is not None:
             runner.use_executor("process", self.inline)
-        dispatcher = Dispatcher(store, store, Publisher(self.app))
+        dispatcher = Dispatcher(store, store, Publisher(self.app), self.settings.celery_resend)
         runner.requeuing = dispatcher.requeue
         runner.start(dispatch=False)
         self._store, self._plans = store, store

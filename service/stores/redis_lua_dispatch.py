@@ -7,14 +7,21 @@ from __future__ import annotations
 
 # ARGV[4]: task id; [5]: the message's generation (attempts when it was sent); [6]: worker;
 # [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or ''.
-# Answers {verdict} or {verdict, flat hash} (verdicts: see dispatch.ClaimVerdict).
+# Answers {verdict} or {verdict, flat hash} (verdicts: see dispatch.ClaimVerdict). A record
+# started here, ended or gone leaves the dispatch plan: its message did its work.
 CLAIM_BY_ID = r"""
 local id, gen, worker, now, expires, cap = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7],
                                            ARGV[8], ARGV[9]
 local h = load(id)
-if not h then return {'missing'} end
+if not h then
+  redis.call('ZREM', P .. 'dispatch', id)
+  return {'missing'}
+end
 local s, a = h.status, tonumber(h.attempts)
-if TERMINAL[s] then return {'ended', flatten(h)} end
+if TERMINAL[s] then
+  redis.call('ZREM', P .. 'dispatch', id)
+  return {'ended', flatten(h)}
+end
 if s == 'running' then
   -- the message's own attempt (gen + 1), or the one that sent it (gen) still settling
   if a ~= gen and a ~= gen + 1 then return {'stale', flatten(h)} end
@@ -25,7 +32,10 @@ if s == 'running' then
   return {'taken_over', flatten(h)}
 end
 if (s ~= 'queued' and s ~= 'scheduled') or a ~= gen then return {'stale', flatten(h)} end
-if h.cancel == '1' then return {'ended', flatten(h)} end
+if h.cancel == '1' then
+  redis.call('ZREM', P .. 'dispatch', id)
+  return {'ended', flatten(h)}
+end
 if s == 'scheduled' and tonumber(h.scheduled_at) > tonumber(now) then
   return {'not_due', flatten(h)}
 end
@@ -39,6 +49,7 @@ end
 change(h, 'running', {attempts = int(a + 1), started_at = now, lease_owner = worker,
                       lease_expires = expires, progress = false})
 feed(id, 'status')
+redis.call('ZREM', P .. 'dispatch', id)
 return {'claimed', flatten(h)}
 """
 

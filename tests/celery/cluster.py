@@ -119,16 +119,16 @@ def start_web(tmp: Path, deployment: Deployment, name: str, *args: str,
 
 
 @contextlib.contextmanager
-def running(tmp: Path, deployment: Deployment, workers: int = 1, webs: int = 1
-            ) -> Iterator[tuple[list[Server], list[Worker]]]:
+def running(tmp: Path, deployment: Deployment, workers: int = 1, webs: int = 1,
+            **overrides: str) -> Iterator[tuple[list[Server], list[Worker]]]:
     """Web processes and workers of one deployment, stopped cleanly at the end."""
     started_webs: list[Server] = []
     started_workers: list[Worker] = []
     try:
         for i in range(workers):
-            started_workers.append(start_worker(tmp, deployment, f"w{i + 1}"))
+            started_workers.append(start_worker(tmp, deployment, f"w{i + 1}", **overrides))
         for i in range(webs):
-            started_webs.append(start_web(tmp, deployment, f"web{i + 1}"))
+            started_webs.append(start_web(tmp, deployment, f"web{i + 1}", **overrides))
         yield started_webs, started_workers
     finally:
         for worker in started_workers:

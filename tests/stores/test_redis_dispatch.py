@@ -28,6 +28,7 @@ async def store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
 
 async def test_a_queued_record_is_claimed_once_for_its_generation(store: RedisStore) -> None:
     (record,) = await store.add([new()])
+    await store.plan_dispatch({record.id: NOW + 5})
     seen = []
     store.on_change = lambda kind, changed: seen.append((kind, changed.status))
     first = await store.claim_by_id(record.id, 0, "w1", NOW, LEASE)
@@ -36,6 +37,7 @@ async def test_a_queued_record_is_claimed_once_for_its_generation(store: RedisSt
     assert (first.record.status, first.record.attempts) == (Status.RUNNING, 1)
     assert (first.record.lease_owner, first.record.lease_expires) == ("w1", NOW + LEASE)
     assert seen == [("status", Status.RUNNING)]
+    assert await store.next_dispatch() is None  # started: its message did its work
     # the same message delivered again while the attempt runs: held, not run twice
     again = await store.claim_by_id(record.id, 0, "w2", NOW + 1, LEASE)
     assert again.verdict == "held"
@@ -84,8 +86,10 @@ async def test_scheduled_records_start_when_due(store: RedisStore) -> None:
 async def test_ended_cancelled_missing_and_limited(store: RedisStore) -> None:
     a, b, c = await store.add([new("n"), new("n"), new("n")])
     await store.request_cancel(a.id, NOW)
+    await store.plan_dispatch({a.id: NOW, "x" * 24: NOW, c.id: NOW + 1})
     assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE)).verdict == "ended"
     assert (await store.claim_by_id("x" * 24, 0, "w", NOW, LEASE)).verdict == "missing"
+    assert await store.next_dispatch() == NOW + 1  # ended and missing: planned no more
     assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "claimed"
     limited = await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)
     assert limited.verdict == "limited"
