@@ -84,4 +84,7 @@ export const api = {
   submit: (body) => call("POST", "tasks", { body }),
   cancel: (id) => call("POST", `tasks/${encodeURIComponent(id)}/cancel`),
   remove: (id) => call("DELETE", `tasks/${encodeURIComponent(id)}`),
+  schedules: () => call("GET", "schedules"),
+  pauseSchedule: (name) => call("POST", `schedules/${encodeURIComponent(name)}/pause`),
+  resumeSchedule: (name) => call("POST", `schedules/${encodeURIComponent(name)}/resume`),
 };

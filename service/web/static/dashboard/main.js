@@ -1,8 +1,9 @@
 // The dashboard: wires the API, the live feed (GET /events) and the page's parts.
 // No polling: after the first read, every change arrives on the feed; a `reset` event
 // (the feed could not resume, or this page fell behind) re-reads GET /tasks and /stats.
+// Schedules are read again at a reset too, and once their next tick has passed.
 
-import { api, ApiError, apiUrl, authHeaders, Unauthorized } from "./api.js";
+import { api, ApiError, apiUrl, authHeaders, token, Unauthorized } from "./api.js";
 import { TokenPrompt } from "./auth.js";
 import { Throughput } from "./chart.js";
 import { Detail } from "./detail.js";
@@ -10,6 +11,7 @@ import { byId } from "./dom.js";
 import { TERMINAL } from "./format.js";
 import { SubmitForm } from "./form.js";
 import { Overview } from "./overview.js";
+import { Schedules } from "./schedules.js";
 import { EventStream } from "./sse.js";
 import { TaskTable } from "./table.js";
 
@@ -72,6 +74,8 @@ const chart = new Throughput();
 const table = new TaskTable({ cancel, remove, failed });
 const detail = new Detail({ cancel, remove, failed, closed: forgetHash });
 const form = new SubmitForm({ submitted: answered, failed });
+// With tokens on, a schedule's tasks belong to no token: no caller can open them.
+const schedules = new Schedules({ failed }, () => !token.get());
 const prompt = new TokenPrompt(start);
 const feed = new EventStream(apiUrl("events"), {
   headers: authHeaders,
@@ -96,6 +100,7 @@ function apply(task, kind) {
   }
   table.upsert(task);
   detail.update(task);
+  schedules.taskChanged(task);
   if (TERMINAL.has(task.status)) chart.add(task);
 }
 
@@ -144,6 +149,7 @@ async function reload() {
   const generation = ++reloads;
   fresher = new Map();
   main.setAttribute("aria-busy", "true");
+  schedules.refresh(); // shows its own errors; the tasks need not wait for it
   try {
     const [stats, page, recent] = await Promise.all([api.stats(), table.fetchPage(),
       api.list({ status: [...TERMINAL], limit: RECENT_FINISHED })]);
@@ -168,6 +174,7 @@ function forgetState() {
   reloads += 1; // a read under way belongs to the earlier token
   known.clear();
   table.forget();
+  schedules.forget();
   detail.close();
   overview.apply({ counts: {}, running: 0, capacity: 0 });
   chart.seed([]);
@@ -208,5 +215,6 @@ setInterval(() => {
   table.tick();
   detail.tick();
   chart.tick();
+  schedules.tick();
 }, 1000); // ages and durations on the page's own clock: no request
 start();
