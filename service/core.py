@@ -314,7 +314,7 @@ class TaskService:
     def _prepare(self, submission: Submission, owner: str | None,
                  idempotency_key: str | None = None, request_hash: str | None = None,
                  batch_size: int | None = None) -> TaskRecord:
-        task_type = self.registry.get(submission.name)
+        task_type = self.registry.submittable(submission.name, submission.receives == "results")
         args, kwargs = list(submission.args), dict(submission.kwargs)  # the record's own
         _check_json(args, kwargs)
         if submission.receives:

@@ -15,6 +15,7 @@ import pydantic
 from typing_extensions import TypedDict
 
 from . import jsonutil
+from .builtin_tasks import GROUP_JOIN, group_join
 from .errors import FieldError, InvalidSubmission, UnknownTaskType
 from .models import JSON
 from .rate_limits import RateLimit, task_rate_limit
@@ -50,6 +51,8 @@ class TaskType:
     rate_limit: RateLimit | None = None
     idempotent: bool = False
     description: str = ""
+    internal: bool = False
+    """Offload's own (``offload.group``): never listed, and only a workflow submits one."""
     _params: list[inspect.Parameter] = field(default_factory=list, repr=False)
     _shape: _Shape | None = field(default=None, repr=False)
     _adapter: pydantic.TypeAdapter[Any] | None = field(default=None, repr=False)
@@ -121,7 +124,8 @@ class TaskType:
 
 
 class Registry:
-    """Task types by name."""
+    """Task types by name. Every registry holds Offload's internal types too (so any
+    process can run a workflow's join); iterating, ``in`` and ``len`` see only the others."""
 
     def __init__(self) -> None:
         self._types: dict[str, TaskType] = {}
@@ -129,6 +133,8 @@ class Registry:
         self._rates: dict[str, RateLimit] = {}
         self._rate_overrides: dict[str, RateLimit | None] = {}
         self._by_executor: dict[Executor, tuple[str, ...]] = {e: () for e in EXECUTORS}
+        # idempotent: it only returns its argument, so running it again after a crash is safe
+        self.add(TaskType(GROUP_JOIN, group_join, "async", idempotent=True, internal=True))
 
     def add(self, task_type: TaskType) -> None:
         existing = self._types.get(task_type.name)
@@ -152,7 +158,7 @@ class Registry:
     def override_rate_limits(self, overrides: Mapping[str, RateLimit | None]) -> None:
         """Replace the declared rate limits of these types (None: no limit), as
         ``OFFLOAD_RATE_LIMITS`` says; a name that is no registered type is an error."""
-        unknown = sorted(set(overrides) - set(self._types))
+        unknown = sorted(set(overrides) - {t.name for t in self})
         if unknown:
             raise ValueError(f"OFFLOAD_RATE_LIMITS: no task type is registered as "
                              f"{', '.join(map(repr, unknown))}")
@@ -172,19 +178,33 @@ class Registry:
         return task_type is not None and task_type.idempotent
 
     def get(self, name: str) -> TaskType:
+        """The type named so, internal ones too (what runs a record)."""
         try:
             return self._types[name]
         except KeyError:
             raise UnknownTaskType(name) from None
 
+    def submittable(self, name: str, internal: bool = False) -> TaskType:
+        """The type a submission names. An internal one is unknown (as over HTTP) unless
+        ``internal``: the submission is a workflow's own step."""
+        task_type = self.get(name)
+        if task_type.internal and not internal:
+            raise UnknownTaskType(name)
+        return task_type
+
+    def every_type(self) -> list[TaskType]:
+        """Every type, internal ones too (what a worker must be able to run)."""
+        return sorted(self._types.values(), key=lambda t: t.name)
+
     def __contains__(self, name: object) -> bool:
-        return name in self._types
+        found = self._types.get(name) if isinstance(name, str) else None
+        return found is not None and not found.internal
 
     def __iter__(self) -> Iterator[TaskType]:
-        return iter(sorted(self._types.values(), key=lambda t: t.name))
+        return iter([t for t in self.every_type() if not t.internal])
 
     def __len__(self) -> int:
-        return len(self._types)
+        return sum(1 for t in self._types.values() if not t.internal)
 
 
 def default_executor(fn: Callable[..., Any]) -> Executor:

@@ -15,17 +15,19 @@ A chain or a chord is represented by its last task (the chord's callback): the h
 ``id`` is that task's, its ``status`` and ``result`` are that task's, and since a step
 that fails or is cancelled cancels every step after it, the last task ends exactly when
 the workflow does. So ``GET /tasks/{id}?wait=`` waits for the whole workflow too. A group
-has no last task: its handle holds its members' handles.
+gets such a last task of its own: its members, then ``offload.group`` (a built-in that
+returns the list of their results), which makes the group a chord.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .builtin_tasks import GROUP_JOIN
 from .errors import (
     FieldError,
     InvalidSubmission,
@@ -111,10 +113,16 @@ class Group:
             raise ValueError("a group needs at least one task")
 
     async def submit(self) -> GroupHandle:
+        """Submit every member, and the group's own task (``offload.group``), which
+        waits for them all and returns the list of their results."""
         service = self.tasks[0].task.service
-        _bound("group", len(self.tasks), service.settings.max_group, "OFFLOAD_MAX_GROUP")
-        handles = await _submit(service, [task.submission() for task in self.tasks])
-        return GroupHandle(handles)
+        size = len(self.tasks)
+        _bound("group", size, service.settings.max_group, "OFFLOAD_MAX_GROUP")
+        submissions = [task.submission() for task in self.tasks]
+        submissions.append(Submission(  # not behind anything its members were ahead of
+            GROUP_JOIN, priority=max(task.priority for task in self.tasks),
+            depends_on=list(range(size)), receives="results"))
+        return GroupHandle(service, await _submit(service, submissions))
 
     apply_async = delay = submit
 
@@ -185,37 +193,39 @@ class WorkflowHandle(TaskHandle):
         return f"<WorkflowHandle {self.id} {self.status} ({len(self.steps)} steps)>"
 
 
-class GroupHandle:
-    """A submitted group: one handle for all of its tasks' results."""
+class GroupHandle(WorkflowHandle):
+    """A submitted group: a handle on its own task (``offload.group``: ``id``,
+    ``status``, ``wait``, ``ready``, ``refresh``), which ends when the group does; the
+    members' handles are in ``handles`` (``steps`` has the group's task last)."""
 
-    def __init__(self, handles: list[TaskHandle]) -> None:
-        self.handles = handles
+    def __init__(self, service: TaskService, steps: list[TaskHandle]) -> None:
+        super().__init__(service, steps)
+        self.handles = steps[:-1]
 
     @property
     def ids(self) -> list[str]:
+        """The members' ids, in order."""
         return [handle.id for handle in self.handles]
 
-    def ready(self) -> bool:
-        """Whether every task had ended when last seen."""
-        return all(handle.ready() for handle in self.handles)
-
-    async def wait(self, timeout: float | None = None) -> list[TaskRecord]:
-        """Wait until every task is terminal (:class:`TimeoutError` after ``timeout``)."""
-        return list(await asyncio.gather(*(h.wait(timeout) for h in self.handles)))
-
     async def result(self, timeout: float | None = None) -> list[JSON]:
-        """The results in order; raises as :meth:`TaskHandle.result` for the first task,
-        in order, that did not succeed."""
-        await self.wait(timeout)
-        return [await handle.result() for handle in self.handles]
-
-    async def cancel(self) -> list[TaskRecord]:
-        """Cancel every task that has not ended."""
-        await _cancel_all(self.handles)
-        return [await handle.refresh() for handle in self.handles]
+        """The members' results, in order. If one did not succeed, raises as
+        :meth:`TaskHandle.result` does for the first member, in order, that did not
+        (waiting, within ``timeout``, for the members before it), as Celery's ``get()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        record = await self.wait(timeout)
+        if record.status is Status.SUCCEEDED:
+            assert isinstance(record.result, list)
+            return record.result
+        for handle in self.handles:
+            with contextlib.suppress(TaskNotFound):
+                member = await handle.wait(_left(deadline))
+                if member.status is not Status.SUCCEEDED:
+                    await handle.result()  # raises this member's own error
+        raise TaskCancelled(f"group {self.id} was cancelled"
+                            + (f": {record.error.message}" if record.error else ""))
 
     def __repr__(self) -> str:
-        return f"<GroupHandle of {len(self.handles)} tasks>"
+        return f"<GroupHandle {self.id} {self.status} ({len(self.handles)} tasks)>"
 
 
 async def _submit(service: TaskService, submissions: list[Submission]) -> list[TaskHandle]:
@@ -227,6 +237,10 @@ async def _cancel_all(handles: Sequence[TaskHandle]) -> None:
     for handle in handles:  # the first ones first: what waits for them is cancelled too
         with contextlib.suppress(TaskAlreadyTerminal, TaskNotFound):
             await handle.cancel()
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _bound(what: str, size: int, most: int, setting: str) -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from service import TaskCancelled, TaskFailed, TaskService, chain, chord, group
 from service.demo import add, fail
-from service.errors import InvalidSubmission
-from service.models import Status
+from service.errors import InvalidSubmission, UnknownTaskType
+from service.models import Status, Submission
 from tests import workflow_tasks as wt
 from tests.sample_tasks import gate, wait_for_release
 
@@ -47,6 +47,71 @@ async def test_a_group_gives_every_result_in_order(svc: TaskService) -> None:
     assert await handle.result(timeout=10) == [0, 2, 4, 6]
     assert len(set(handle.ids)) == 4
     assert handle.ready()
+
+
+async def test_a_group_has_an_id_and_a_status_of_its_own(svc: TaskService) -> None:
+    handle = await group(wt.released_number.s("g-id", 7), add.s(1, 1)).submit()
+    assert handle.id not in handle.ids
+    assert [step.id for step in handle.steps] == [*handle.ids, handle.id]
+    own = await svc.get(handle.id)
+    assert (own.name, own.status, own.depends_on) == ("offload.group", Status.WAITING,
+                                                      handle.ids)
+    assert handle.status is Status.WAITING
+    assert not handle.ready()
+    await gate("g-id").wait_started()
+    gate("g-id").open()
+    record = await svc.wait(handle.id, 10)  # what GET /tasks/{id}?wait= does
+    assert (record.status, record.result) == (Status.SUCCEEDED, [7, 2])
+    assert record.args == [[7, 2]]  # as a chord's callback: the list, in member order
+    assert await handle.result(timeout=10) == [7, 2]
+    assert handle.ready()
+    assert (await handle.wait()).id == handle.id
+
+
+async def test_the_group_task_is_hidden_and_refused_by_name(svc: TaskService) -> None:
+    assert "offload.group" not in svc.registry
+    assert "offload.group" not in [t.name for t in svc.registry]
+    assert svc.registry.get("offload.group").internal  # but every service can run it
+    with pytest.raises(UnknownTaskType):
+        await svc.submit(Submission("offload.group", [[1, 2]]))
+    with pytest.raises(InvalidSubmission) as caught:  # in a batch too, depends_on or not
+        await svc.submit_many([Submission("add", [1, 2]),
+                               Submission("offload.group", [], depends_on=[0])])
+    assert [(e.field, e.message) for e in caught.value.errors] == [
+        ("tasks.1.name", "no task type named 'offload.group'")]
+    with pytest.raises(ValueError, match=r"offload\.group"):
+        svc.registry.override_rate_limits({"offload.group": None})
+    assert (await svc.list())[0] == []
+
+
+async def test_a_failed_member_cancels_the_group_and_is_raised(svc: TaskService) -> None:
+    handle = await group(wt.released_number.s("g-late", 1), fail.s("early")).submit()
+    record = await handle.wait(timeout=10)  # the group ends with the failure ...
+    assert record.status is Status.CANCELLED
+    assert record.error is not None
+    assert record.error.type == "DependencyFailed"
+    assert handle.ids[1] in record.error.message
+    assert "RuntimeError: early" in record.error.message
+    assert (await handle.handles[0].refresh()).status is Status.RUNNING  # ... not later
+    gate("g-late").open()
+    with pytest.raises(TaskFailed, match="early"):  # the member's own error
+        await handle.result(timeout=10)
+    assert (await handle.handles[0].refresh()).status is Status.SUCCEEDED
+
+
+async def test_a_group_raises_for_the_first_member_in_order(svc: TaskService) -> None:
+    handle = await group(add.s(1, 1), fail.s("one"), fail.s("two")).submit()
+    with pytest.raises(TaskFailed, match="one"):
+        await handle.result(timeout=10)
+
+
+async def test_group_result_keeps_its_timeout(svc: TaskService) -> None:
+    handle = await group(wt.released_number.s("g-slow", 1), fail.s("fast")).submit()
+    with pytest.raises(TimeoutError):  # the first member is still running
+        await handle.result(timeout=0.2)
+    gate("g-slow").open()
+    with pytest.raises(TaskFailed, match="fast"):
+        await handle.result(timeout=10)
 
 
 async def test_a_chord_calls_back_with_the_list_of_results(svc: TaskService) -> None:
@@ -89,13 +154,23 @@ async def test_cancelling_a_workflow_cancels_its_unfinished_steps(svc: TaskServi
 
 
 async def test_cancelling_a_group(svc: TaskService) -> None:
-    handle = await group(wait_for_release.s("wf-g1"), add.s(1, 1)).submit()
+    handle = await group(wait_for_release.s("wf-g1"), wt.released_number.s("wf-g2", 2)
+                         ).submit()
     await gate("wf-g1").wait_started()
-    await handle.cancel()
-    records = await handle.wait(timeout=10)
-    assert records[0].status is Status.CANCELLED
+    record = await handle.cancel()
+    assert record.status is Status.CANCELLED
+    assert (await handle.wait(timeout=10)).status is Status.CANCELLED
+    members = [await member.wait(10) for member in handle.handles]
+    assert [m.status for m in members] == [Status.CANCELLED] * 2  # the running one too
     with pytest.raises(TaskCancelled):
         await handle.result()
+
+
+async def test_cancelling_the_group_task_alone(svc: TaskService) -> None:
+    handle = await group(add.s(1, 1), add.s(2, 2)).submit()
+    await svc.cancel(handle.id)  # what POST /tasks/{id}/cancel of the group's id does
+    with pytest.raises(TaskCancelled, match=f"group {handle.id}"):
+        await handle.result(timeout=10)
 
 
 async def test_waiting_on_the_workflow_id_waits_for_the_whole(svc: TaskService) -> None:

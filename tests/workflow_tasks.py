@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service import report_progress, task
+from tests.sample_tasks import gate
 
 
 @task
@@ -25,3 +26,10 @@ async def nothing() -> None:
 @task
 async def shout(text: str) -> str:
     return text.upper()
+
+
+@task
+async def released_number(key: str, n: int) -> int:
+    """Holds until the test opens the gate ``key``, then returns ``n``."""
+    await gate(key).hold()
+    return n
