@@ -8,14 +8,30 @@ from pathlib import Path
 
 import pytest
 
-from service import TaskCancelled, TaskFailed, TaskService, chain, chord, group
+from service import QueueFull, TaskCancelled, TaskFailed, TaskService, chain, chord, group
 from service.demo import add, fail
 from service.errors import InvalidSubmission, UnknownTaskType
 from service.models import Status, Submission
 from tests import workflow_tasks as wt
+from tests.redis_server import RedisServer, fresh_prefix, redis_server
 from tests.sample_tasks import gate, wait_for_release
 
+__all__ = ["redis_server"]  # the session's redis-server, for the Redis store's variants
+
 Factory = Callable[..., TaskService]
+LONG_CHAIN = 1100  # links: beyond Python's default recursion limit (1000), so a cascade
+                   # that recursed once per link would fail here
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store's URL: memory, an SQLite file, a prefix of its own on a real Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tasks.db'}"
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        return f"{server.url}?prefix={fresh_prefix()}"
+    return "memory://"
 
 
 @pytest.fixture
@@ -218,3 +234,58 @@ async def test_a_chain_and_a_chord_on_a_durable_store(make_service: Factory,
     broken = await chain(fail.s("on disk"), add.s(1)).submit()
     with pytest.raises(TaskFailed, match="on disk"):
         await broken.result(timeout=10)
+
+
+async def _long_chain(service: TaskService, head: str, links: int) -> list[str]:
+    """``links`` tasks after ``head``, each submitted alone (as over HTTP) and depending on
+    the one before, each getting its result and adding 1."""
+    ids = [head]
+    for _ in range(links):
+        record, _ = await service.submit(Submission(
+            "add", [1], depends_on=[ids[-1]], receives="result"))
+        ids.append(record.id)
+    return ids
+
+
+async def test_a_long_chain_across_submissions_is_released_link_by_link(
+        make_service: Factory, any_store: str) -> None:
+    service = make_service(store=any_store)
+    service.register_module("tests.workflow_tasks")
+    await service.start()
+    head = await wt.released_number.submit("long-release", 0)
+    ids = await _long_chain(service, head.id, 200)
+    assert (await service.get(ids[-1])).status is Status.WAITING
+    gate("long-release").open()
+    last = await service.wait(ids[-1], 60)
+    assert (last.status, last.result) == (Status.SUCCEEDED, 200)
+
+
+async def test_cancelling_the_head_of_a_long_chain_cancels_every_link(
+        make_service: Factory, any_store: str) -> None:
+    service = make_service(store=any_store)
+    service.register_module("tests.workflow_tasks")
+    await service.start()
+    head = await wt.released_number.submit("long-cancel", 0)
+    ids = await _long_chain(service, head.id, LONG_CHAIN)
+    await gate("long-cancel").wait_started()
+    await head.cancel()
+    last = await service.wait(ids[-1], 60)  # one cascade, in the head's settle
+    assert last.status is Status.CANCELLED
+    assert last.error is not None
+    assert last.error.type == "DependencyFailed"
+    assert ids[-2] in last.error.message  # each link names the one it waited for
+    counts = (await service.stats())["counts"]
+    assert isinstance(counts, dict)
+    assert (counts["cancelled"], counts["waiting"]) == (LONG_CHAIN + 1, 0)
+
+
+async def test_the_queue_bound_bounds_a_chain_across_submissions(
+        make_service: Factory) -> None:
+    service = make_service(max_queue=50)
+    service.register_module("tests.workflow_tasks")
+    await service.start()
+    head = await wt.released_number.submit("long-bound", 0)
+    await gate("long-bound").wait_started()  # running: no longer counts toward the bound
+    ids = await _long_chain(service, head.id, 50)
+    with pytest.raises(QueueFull):
+        await _long_chain(service, ids[-1], 1)
