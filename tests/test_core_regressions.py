@@ -46,17 +46,21 @@ async def test_thread_attempt_cut_off_at_shutdown_stays_cancelled() -> None:
     assert latch.contexts[1].cancel_requested  # the attempt still running must see the stop
 
 
-async def test_a_retry_does_not_take_the_queue_past_its_bound() -> None:
+@pytest.mark.parametrize("filler", ["queued", "waiting"])
+async def test_a_retry_does_not_take_the_queue_past_its_bound(filler: str) -> None:
     service = TaskService(settings(max_concurrency=2, max_queue=1))
     service.register_module("tests.state_tasks")
     service.register_module("tests.sample_tasks")
     await service.start()
     try:
-        await service.submit(Submission("one_at_a_time", ["x"]))  # holds a slot and its type
+        holder, _ = await service.submit(Submission("one_at_a_time", ["x"]))  # slot and type
         await gate("x").wait_started()
         retrying, _ = await service.submit(Submission("held_slow_retry", ["r"]))  # 2nd slot
         assert await asyncio.to_thread(state_tasks.latch("r").started.wait, 5)
-        await service.submit(Submission("one_at_a_time", ["y"]))  # queued: the queue is full
+        # The queue is full: a task queued behind the holder, or one waiting for it.
+        await service.submit(Submission("one_at_a_time", ["y"]) if filler == "queued"
+                             else Submission("echo", [1], depends_on=[holder.id]))
+        assert (await service.stats())["counts"][filler] == 1
         assert (await service.stats())["queue_depth"] == 1
         record, subscription = await service.subscribe(retrying.id)
         assert subscription is not None

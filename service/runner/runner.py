@@ -247,7 +247,7 @@ class Runner:
 
     async def _room_for_retry(self) -> bool:
         counts = await self._store.count_by_status()
-        if counts[Status.QUEUED] + counts[Status.SCHEDULED] < self._settings.max_queue:
+        if sum(counts[status] for status in PENDING) < self._settings.max_queue:
             return True
         self._metrics.rejected.labels("retry_queue_full").inc()
         return False
