@@ -12,6 +12,7 @@ from service import QueueFull, TaskCancelled, TaskFailed, TaskService, chain, ch
 from service.demo import add, fail
 from service.errors import InvalidSubmission, UnknownTaskType
 from service.models import Status, Submission
+from service.schedules import Schedule, ScheduleError
 from tests import workflow_tasks as wt
 from tests.redis_server import RedisServer, fresh_prefix, redis_server
 from tests.sample_tasks import gate, wait_for_release
@@ -97,6 +98,8 @@ async def test_the_group_task_is_hidden_and_refused_by_name(svc: TaskService) ->
         ("tasks.1.name", "no task type named 'offload.group'")]
     with pytest.raises(ValueError, match=r"offload\.group"):
         svc.registry.override_rate_limits({"offload.group": None})
+    with pytest.raises(ScheduleError, match="no task named"):
+        Schedule.of("joins", "offload.group", every=60).check_task(svc.registry)
     assert (await svc.list())[0] == []
 
 
