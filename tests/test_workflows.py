@@ -292,3 +292,20 @@ async def test_the_queue_bound_bounds_a_chain_across_submissions(
     ids = await _long_chain(service, head.id, 50)
     with pytest.raises(QueueFull):
         await _long_chain(service, ids[-1], 1)
+
+
+async def test_a_group_on_every_store(make_service: Factory, any_store: str) -> None:
+    service = make_service(store=any_store)
+    service.register_module("tests.workflow_tasks")
+    await service.start()
+    handle = await group(add.s(1, 2), wt.double.s(5), wt.shout.s("x")).submit()
+    record = await service.wait(handle.id, 10)
+    assert (record.name, record.status, record.result) == (
+        "offload.group", Status.SUCCEEDED, [3, 10, "X"])
+    broken = await group(add.s(1, 2), fail.s("stored")).submit()
+    ended = await service.wait(broken.id, 10)
+    assert ended.status is Status.CANCELLED
+    assert ended.error is not None
+    assert broken.ids[1] in ended.error.message
+    with pytest.raises(TaskFailed, match="stored"):
+        await broken.result(timeout=10)
