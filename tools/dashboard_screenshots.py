@@ -1,7 +1,8 @@
 """Screenshots of the dashboard for the docs: ``.venv/bin/python -m tools.dashboard_screenshots``.
 
-Starts the real service (demo tasks, tracebacks exposed) on a free loopback port, runs a
-minute of mixed work so that every status and the throughput chart have something to show,
+Starts the real service (demo tasks, tracebacks exposed, three schedules, one of them
+paused) on a free loopback port, runs a minute of mixed work so that every status, the
+throughput chart and the schedules have something to show,
 and saves, with Debian's Chromium (never a downloaded browser):
 
 - docs/screenshots/dashboard.png         1280 px wide, the whole page
@@ -11,6 +12,7 @@ and saves, with Debian's Chromium (never a downloaded browser):
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -25,6 +27,13 @@ from tests.e2e.server import REPO, finish, start
 OUT = REPO / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 ROUNDS = 12  # rounds of finished work, one every ~3 s: the throughput chart's last minute
+SCHEDULES = json.dumps([
+    {"name": "heartbeat", "task": "add", "every": 10, "args": [1, 1]},
+    {"name": "nightly-report", "task": "count", "cron": "0 3 * * *",
+     "timezone": "Europe/Paris", "args": [5]},
+    {"name": "weekly-cleanup", "task": "sleep", "cron": "30 4 * * SUN", "args": [1]},
+])
+PAUSED = "weekly-cleanup"
 
 
 def submit(api: httpx.Client, name: str, *args: Any, **options: Any) -> str:
@@ -54,10 +63,12 @@ def history(api: httpx.Client) -> str:
 
 
 def present(api: httpx.Client) -> None:
-    """Tasks now running, queued, scheduled and cancelled."""
+    """Tasks now running, queued, scheduled, waiting and cancelled; a paused schedule."""
     submit(api, "count", 200, kwargs={"delay": 0.5})
     submit(api, "count", 40, kwargs={"delay": 0.3})
-    submit(api, "blocking_sleep", 120)
+    blocking = submit(api, "blocking_sleep", 120)
+    submit(api, "add", 2, 2, depends_on=[blocking])  # waiting for it
+    api.post(f"/schedules/{PAUSED}/pause").raise_for_status()
     submit(api, "long_task")
     submit(api, "sleep", 600, delay=600)
     cancelled = submit(api, "sleep", 600)
@@ -88,13 +99,14 @@ def ready(page: Page, url: str) -> None:
     page.goto(url)
     expect(page.locator("#connection")).to_have_text("Live")
     expect(page.locator("#task-rows tr").first).to_be_visible()
+    expect(page.locator("#schedule-rows tr")).to_have_count(3)
 
 
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         server = start(Path(tmp), name="screenshots", OFFLOAD_EXPOSE_TRACEBACKS="true",
-                       OFFLOAD_SHUTDOWN_GRACE="1")
+                       OFFLOAD_SHUTDOWN_GRACE="1", OFFLOAD_SCHEDULES=SCHEDULES)
         try:
             with httpx.Client(base_url=server.base_url, timeout=60) as api:
                 failed = history(api)
