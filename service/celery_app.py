@@ -59,7 +59,7 @@ def run_task(self: Task[Any, Any], task_id: str, attempts: int = 0) -> None:
         raise self.retry(countdown=later, max_retries=None)
 
 
-for _task_type in registry:
+for _task_type in registry.every_type():  # the built-in offload.group too
     app.task(name=celery_name(_task_type.name), bind=True, ignore_result=True,
              acks_late=True, reject_on_worker_lost=True)(run_task)
 

@@ -76,6 +76,20 @@ async def test_errors_retries_and_delays(cluster: Cluster, client: httpx.AsyncCl
     assert timestamp(ran["started_at"]) >= timestamp(ran["created_at"]) + 0.5
 
 
+async def test_dependants_are_released_to_the_workers(client: httpx.AsyncClient) -> None:
+    """depends_on in Celery mode: the dependant is released in the store when its
+    dependency succeeds, and a worker is sent it then (not only by the resend sweep)."""
+    first = await submit(client, "add", 2, 3)
+    response = await client.post("/tasks", json={"name": "add", "args": [1, 1],
+                                                 "depends_on": [first["id"]]})
+    assert response.status_code == 202, response.text
+    second = response.json()
+    # One ?wait= (shorter than OFFLOAD_CELERY_RESEND, 60 s): sent on its release, not
+    # found later by the resend sweep.
+    done = await wait_terminal(client, second["id"])
+    assert (done["status"], done["result"]) == ("succeeded", 2)
+
+
 async def test_a_cancelled_queued_task_never_runs(cluster: Cluster, client: httpx.AsyncClient
                                                   ) -> None:
     key, gate = key_prefix(), cluster.tmp / f"gate-{key_prefix()}"
