@@ -16,7 +16,6 @@ import asyncio
 import importlib
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from types import CodeType
@@ -24,18 +23,16 @@ from typing import Any, overload
 
 from typing_extensions import Unpack
 
-from . import jsonutil
-from .cursor import BadCursor, CursorCodec
+from .admission import pending, prepare
+from .cursor import CursorCodec
 from .dispatch import make_dispatch
 from .errors import (
-    BadQuery,
     FieldError,
     IdempotencyConflict,
     InvalidSubmission,
     NotRunning,
     QueueFull,
     ShuttingDown,
-    StoreUnavailable,
     TaskAlreadyTerminal,
     TaskNotFound,
     TaskStillActive,
@@ -44,7 +41,8 @@ from .events import EventHub, Subscription, wait_until_set
 from .feed import Feed
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
-from .links import bind_receiving, check_depends_on, link, wait_for
+from .links import link
+from .listing import next_page, page_query
 from .logs import task_event
 from .metrics import Metrics
 from .models import JSON, TERMINAL, Status, Submission, TaskError, TaskRecord, looks_like_task_id
@@ -54,13 +52,12 @@ from .scheduler import Clock, Scheduler
 from .schedules import Schedule, ScheduleOptions
 from .settings import Settings
 from .stores import open_store
-from .stores.base import ChangeKind, ListQuery, QueueBoundReached, TaskStore
+from .stores.base import ChangeKind, QueueBoundReached, TaskStore
 from .stores.dependencies import UnknownDependency
+from .upkeep import Sweeper, follow_changes
 from .watchdog import LoopWatchdog
 
 log = logging.getLogger("offload")
-PRIORITY_LIMIT = 2**31
-MIN_SWEEP_AFTER = 100  # finished records that start a sweep early, at the least
 
 
 class TaskService:
@@ -95,11 +92,8 @@ class TaskService:
         self._stopping = False
         self._drained: asyncio.Future[None] | None = None
         self._stopped = False
-        # a sweep also runs once this many records have finished since the last one, so
-        # that a busy service holds about max_records, not what a sweep interval brings
-        self._sweep_after = max(MIN_SWEEP_AFTER, self.settings.max_records // 10)
-        self._finished_since_sweep = 0
-        self._sweep_now = asyncio.Event()
+        self.sweeper = Sweeper(self.evict, self.settings.sweep_interval,
+                               self.settings.max_records)
 
     # -- registering ----------------------------------------------------------------------
 
@@ -166,7 +160,7 @@ class TaskService:
         self._started_at = time.monotonic()
         self.runner.start()
         self.scheduler.start()
-        self._loops.append(asyncio.create_task(self._sweep(), name="offload:sweeper"))
+        self._loops.append(asyncio.create_task(self.sweeper.run(), name="offload:sweeper"))
         if self.store.shared:
             self._loops.append(asyncio.create_task(self._follow(), name="offload:feed"))
         if self.settings.loop_lag_threshold > 0:
@@ -226,19 +220,7 @@ class TaskService:
         self.hub.publish(kind, record)
         self.runner.notice(record)
         if kind == "status" and record.status in TERMINAL:
-            self._finished_since_sweep += 1
-            if self._finished_since_sweep >= self._sweep_after:
-                self._sweep_now.set()
-
-    async def _sweep(self) -> None:
-        while True:
-            await wait_until_set(self._sweep_now, self.settings.sweep_interval)
-            self._sweep_now.clear()
-            self._finished_since_sweep = 0
-            try:
-                await self.evict()
-            except Exception:
-                log.exception("evicting old task records failed")
+            self.sweeper.finished()
 
     async def evict(self) -> int:
         """Drop terminal records past ``result_ttl`` or beyond ``max_records``."""
@@ -247,31 +229,7 @@ class TaskService:
 
     async def _follow(self) -> None:
         """Hand changes made by other processes to waiters, streams and the runner."""
-        cursor: int | None = None
-        failing_since: float | None = None  # a store that is down is said once, not per poll
-        while True:
-            try:
-                cursor, changes = await self.store.changes_since(cursor)
-            except Exception as exc:
-                if failing_since is None:
-                    failing_since = time.monotonic()
-                    log.warning("reading the store's changes failed; trying again every %gs",
-                                self.settings.poll_interval,
-                                exc_info=not isinstance(exc, StoreUnavailable))
-            else:
-                if failing_since is not None:
-                    log.warning("reading the store's changes works again after %.1fs",
-                                time.monotonic() - failing_since)
-                    failing_since = None
-                self._hand_on(changes)
-            await asyncio.sleep(self.settings.poll_interval)
-
-    def _hand_on(self, changes: list[tuple[ChangeKind, TaskRecord]]) -> None:
-        for kind, record in changes:
-            try:
-                self._on_change(kind, record)
-            except Exception:  # one bad listener must not stop the feed for the rest
-                log.exception("handing on a change of task %s failed", record.id)
+        await follow_changes(self.store, self._on_change, self.settings.poll_interval)
 
     # -- submitting -----------------------------------------------------------------------
 
@@ -314,37 +272,14 @@ class TaskService:
     def _prepare(self, submission: Submission, owner: str | None,
                  idempotency_key: str | None = None, request_hash: str | None = None,
                  batch_size: int | None = None) -> TaskRecord:
-        task_type = self.registry.submittable(submission.name, submission.receives == "results")
-        args, kwargs = list(submission.args), dict(submission.kwargs)  # the record's own
-        _check_json(args, kwargs)
-        if submission.receives:
-            bind_receiving(task_type, args, kwargs)
-        else:
-            task_type.bind(args, kwargs)
-        _check_options(submission, self.settings.max_delay)
-        if submission.depends_on or submission.receives:
-            errors = check_depends_on(submission, self.settings, batch_size)
-            if errors:
-                raise InvalidSubmission(errors, "invalid depends_on")
-        if idempotency_key is not None:  # fingerprint only what is known to be JSON
-            request_hash = request_hash or submission.fingerprint()
-        now = time.time()
-        record = TaskRecord(
-            name=task_type.name, args=args, kwargs=kwargs,
-            priority=submission.priority, max_attempts=task_type.max_attempts,
-            timeout=submission.timeout or task_type.timeout, created_at=now, owner=owner,
-            idempotency_key=idempotency_key, request_hash=request_hash)
-        if submission.delay:
-            record.status = Status.SCHEDULED
-            record.scheduled_at = now + submission.delay
-        wait_for(record, submission)
-        return record
+        return prepare(self.registry, self.settings, submission, owner, idempotency_key,
+                       request_hash, batch_size)
 
     async def _refuse_when_full(self, adding: int) -> None:
         """Raise :class:`QueueFull` if ``adding`` more would take the queue past its bound
         now (the store's own check, when it adds, is still the one that counts)."""
         counts = await self.store.count_by_status()
-        if _pending(counts) + adding > self.settings.max_queue:
+        if pending(counts) + adding > self.settings.max_queue:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(self.settings.max_queue, self.settings.poll_after)
 
@@ -440,24 +375,9 @@ class TaskService:
         owner: str | None = None, limit: int = 50, cursor: str | None = None,
     ) -> tuple[list[TaskRecord], str | None]:
         """A page of tasks, newest first, and the cursor of the next page (or None)."""
-        query = ListQuery(statuses=_parse_statuses(statuses), name=name, owner=owner,
-                          limit=self._check_limit(limit) + 1, before_seq=self._decode(cursor))
-        items = await self.store.page(query)
-        if len(items) < query.limit:
-            return items, None
-        items = items[:-1]
-        return items, self._cursors.encode(items[-1].seq)
-
-    def _check_limit(self, limit: int) -> int:
-        if not 1 <= limit <= self.settings.max_page:
-            raise BadQuery(f"limit must be between 1 and {self.settings.max_page}")
-        return limit
-
-    def _decode(self, cursor: str | None) -> int | None:
-        try:
-            return None if cursor is None else self._cursors.decode(cursor)
-        except BadCursor as exc:
-            raise BadQuery(str(exc)) from None
+        query = page_query(self._cursors, self.settings.max_page, statuses=statuses,
+                           name=name, owner=owner, limit=limit, cursor=cursor)
+        return next_page(await self.store.page(query), query, self._cursors)
 
     async def stats(self, owner: str | None = None) -> dict[str, JSON]:
         """Counts by status, queue depth, running, capacity and uptime."""
@@ -478,7 +398,7 @@ class TaskService:
         """Queue depth as last read from the store (deployment-wide); running and capacity
         of this process's runner."""
         counts = self._counts
-        return {"queue_depth": _pending(counts),
+        return {"queue_depth": pending(counts),
                 "queued": counts[Status.QUEUED],
                 "running": self.runner.running, "capacity": self.runner.capacity}
 
@@ -490,46 +410,6 @@ class TaskService:
     def handle(self, task_id: str) -> TaskHandle:
         """A handle on a task by id (no check that it exists until it is used)."""
         return TaskHandle(self, task_id)
-
-
-def _pending(counts: dict[Status, int]) -> int:
-    """What counts toward the queue bound: tasks not started yet (waiting ones too)."""
-    return counts[Status.QUEUED] + counts[Status.SCHEDULED] + counts[Status.WAITING]
-
-
-def _check_json(args: list[JSON], kwargs: dict[str, JSON]) -> None:
-    errors = []
-    for field, value in (("args", args), ("kwargs", kwargs)):
-        try:
-            jsonutil.check(value)
-        except jsonutil.NotJSON as exc:
-            errors.append(FieldError(field, f"not a JSON value: {exc}"))
-    if errors:
-        raise InvalidSubmission(errors)
-
-
-def _check_options(submission: Submission, max_delay: float) -> None:
-    delay, timeout = submission.delay, submission.timeout
-    if delay is None and timeout is None and submission.priority == 0:
-        return  # no options: nothing to check
-    errors = []
-    if delay is not None and not (math.isfinite(delay) and 0 <= delay <= max_delay):
-        errors.append(FieldError("delay", f"must be between 0 and {max_delay:g} seconds"))
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        errors.append(FieldError("timeout", "must be a positive number of seconds"))
-    if not -PRIORITY_LIMIT <= submission.priority < PRIORITY_LIMIT:
-        errors.append(FieldError("priority", f"must be between {-PRIORITY_LIMIT} and "
-                                             f"{PRIORITY_LIMIT - 1}"))
-    if errors:
-        raise InvalidSubmission(errors, "invalid task options")
-
-
-def _parse_statuses(values: Sequence[str]) -> frozenset[Status] | None:
-    try:
-        return frozenset(Status(v) for v in values) or None
-    except ValueError:
-        allowed = ", ".join(s.value for s in Status)
-        raise BadQuery(f"status must be one of: {allowed}") from None
 
 
 __all__ = ["Submission", "TaskService"]
