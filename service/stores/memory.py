@@ -7,7 +7,6 @@ change them only through the store's methods.
 from __future__ import annotations
 
 import secrets
-from bisect import bisect_left
 from collections import ChainMap, Counter, OrderedDict
 from collections.abc import Collection, Iterator, Mapping, Sequence
 
@@ -15,36 +14,12 @@ from ..models import ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskR
 from ..rate_limits import RateLimit
 from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
 from .dependencies import DependencyBook, check_known, released_args
+from .memory_index import EVERYONE, SeqIndex, index_keys, matches
 from .memory_queue import StartQueue
 from .rate_room import StartRoom, earliest_start, log_start, nth_newest
 
-_COMPACT_SLACK = 1024
 STATUS_SORT_RATIO = 8  # sort a status's records when they are at most 1/8 of all records
 STATUS_SORT_MIN = 4096
-_EVERYONE = "\x00everyone"  # the key of the indexes over all owners (no owner id looks so)
-
-
-class _SeqIndex:
-    """Ids in ``seq`` order for cursor paging. Deleted ids are skipped when read and
-    compacted away now and then, instead of removed one by one."""
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.seqs: list[int] = []
-
-    def append(self, seq: int, task_id: str) -> None:
-        self.ids.append(task_id)
-        self.seqs.append(seq)
-
-    def newest_first(self, before_seq: int | None) -> Iterator[str]:
-        start = len(self.seqs) if before_seq is None else bisect_left(self.seqs, before_seq)
-        return (self.ids[i] for i in range(start - 1, -1, -1))
-
-    def compact_if_sparse(self, live: int, alive: dict[str, TaskRecord]) -> None:
-        if len(self.ids) > 2 * live + _COMPACT_SLACK:
-            kept = [(s, i) for s, i in zip(self.seqs, self.ids, strict=True) if i in alive]
-            self.seqs = [s for s, _ in kept]
-            self.ids = [i for _, i in kept]
 
 
 class MemoryStore(TaskStore):
@@ -62,9 +37,9 @@ class MemoryStore(TaskStore):
     def __init__(self) -> None:
         self._records: dict[str, TaskRecord] = {}
         self._status_of: dict[str, Status] = {}
-        self._counts: dict[str, Counter[Status]] = {_EVERYONE: Counter()}
-        self._order: dict[str, _SeqIndex] = {_EVERYONE: _SeqIndex()}
-        self._by_name: dict[str, _SeqIndex] = {}
+        self._counts: dict[str, Counter[Status]] = {EVERYONE: Counter()}
+        self._order: dict[str, SeqIndex] = {EVERYONE: SeqIndex()}
+        self._by_name: dict[str, SeqIndex] = {}
         self._named: Counter[str] = Counter()
         self._with_status: dict[Status, set[str]] = {status: set() for status in Status}
         self._finished: OrderedDict[str, float] = OrderedDict()
@@ -122,7 +97,7 @@ class MemoryStore(TaskStore):
             self._ended(record, record.created_at)
 
     def _pending(self) -> int:
-        counts = self._counts[_EVERYONE]
+        counts = self._counts[EVERYONE]
         return counts[Status.QUEUED] + counts[Status.SCHEDULED] + counts[Status.WAITING]
 
     def _ended(self, record: TaskRecord, now: float) -> None:
@@ -151,10 +126,10 @@ class MemoryStore(TaskStore):
         record.seq = seq = self._next_seq
         self._next_seq += 1
         self._records[record.id] = record
-        self._order[_EVERYONE].append(seq, record.id)
+        self._order[EVERYONE].append(seq, record.id)
         if record.owner is not None:
-            self._order.setdefault(record.owner, _SeqIndex()).append(seq, record.id)
-        self._by_name.setdefault(record.name, _SeqIndex()).append(seq, record.id)
+            self._order.setdefault(record.owner, SeqIndex()).append(seq, record.id)
+        self._by_name.setdefault(record.name, SeqIndex()).append(seq, record.id)
         self._named[record.name] += 1
         self._track(record)
         if record.idempotency_key is not None:
@@ -174,14 +149,14 @@ class MemoryStore(TaskStore):
             candidates = self._newest_with_status(query)
         else:
             if query.name is not None:
-                index = self._by_name.get(query.name, _SeqIndex())
+                index = self._by_name.get(query.name, SeqIndex())
             else:
-                owner = _EVERYONE if query.owner is None else query.owner
-                index = self._order.get(owner, _SeqIndex())
+                owner = EVERYONE if query.owner is None else query.owner
+                index = self._order.get(owner, SeqIndex())
             candidates = (self._records.get(i) for i in index.newest_first(query.before_seq))
         items: list[TaskRecord] = []
         for record in candidates:
-            if record is not None and _matches(record, query):
+            if record is not None and matches(record, query):
                 items.append(record)
                 if len(items) >= query.limit:
                     break
@@ -204,7 +179,7 @@ class MemoryStore(TaskStore):
         return iter(sorted(chosen, key=lambda r: r.seq, reverse=True))
 
     async def count_by_status(self, owner: str | None = None) -> dict[Status, int]:
-        counts = self._counts.get(_EVERYONE if owner is None else owner, Counter())
+        counts = self._counts.get(EVERYONE if owner is None else owner, Counter())
         return {status: counts[status] for status in Status}
 
     async def request_cancel(self, task_id: str, now: float) -> TaskRecord | None:
@@ -235,7 +210,7 @@ class MemoryStore(TaskStore):
         self._finished.pop(task_id, None)
         if record.idempotency_key is not None:
             self._idempotency.pop((record.owner, record.idempotency_key), None)
-        for key in _keys(record):
+        for key in index_keys(record):
             live = sum(self._counts[key].values())
             self._order[key].compact_if_sparse(live, self._records)
         self._named[record.name] -= 1
@@ -396,7 +371,7 @@ class MemoryStore(TaskStore):
         if previous is status:
             return
         self._status_of[record.id] = status
-        counts = self._counts[_EVERYONE]
+        counts = self._counts[EVERYONE]
         counts[status] += 1
         if previous is not None:
             counts[previous] -= 1
@@ -413,19 +388,7 @@ class MemoryStore(TaskStore):
                 owned[previous] -= 1
 
     def _uncount(self, record: TaskRecord, status: Status) -> None:
-        self._counts[_EVERYONE][status] -= 1
+        self._counts[EVERYONE][status] -= 1
         if record.owner is not None:
             self._counts[record.owner][status] -= 1
         self._with_status[status].discard(record.id)
-
-
-def _keys(record: TaskRecord) -> tuple[str, ...]:
-    return (_EVERYONE,) if record.owner is None else (_EVERYONE, record.owner)
-
-
-def _matches(record: TaskRecord, query: ListQuery) -> bool:
-    if query.owner is not None and record.owner != query.owner:
-        return False
-    if query.name is not None and record.name != query.name:
-        return False
-    return query.statuses is None or record.status in query.statuses
