@@ -81,3 +81,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> Iterator[None]:
         report.outcome = "failed"
         report.longrepr = f"skipped in CI (CI=true forbids skips): {report.longrepr}"
     yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report shows the output of the real servers it used."""
+    from .e2e.server import Server  # only the tests that start servers need it
+
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if not report.failed:
+        return
+    for name, value in getattr(item, "funcargs", {}).items():
+        if isinstance(value, Server):
+            report.sections.append((f"output of server {name!r} (pid {value.pid})",
+                                    value.output_tail()))

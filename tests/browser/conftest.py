@@ -165,17 +165,5 @@ def spawn_embedded(tmp_dir: Path) -> Server:
     raise AssertionError(f"not ready within {STARTUP_DEADLINE}s:\n{embedded.output_tail()}")
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report shows the output of the servers it used."""
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
-    if not report.failed:
-        return
-    for name, value in getattr(item, "funcargs", {}).items():
-        if isinstance(value, Server):
-            report.sections.append((f"output of server {name!r} (pid {value.pid})",
-                                    value.output_tail()))
-
 
 expect.set_options(timeout=TIMEOUT_MS)

@@ -29,16 +29,3 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT) as http:
         yield http
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """A failed test's report shows the output of the servers it used."""
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
-    if not report.failed:
-        return
-    for name, value in getattr(item, "funcargs", {}).items():
-        if isinstance(value, Server):
-            report.sections.append((f"output of server {name!r} (pid {value.pid})",
-                                    value.output_tail()))
