@@ -14,10 +14,8 @@ from collections.abc import Sequence
 
 from ..models import Status, TaskError, TaskRecord
 from .dependencies import check_known, dependency_error, released_args
-from .sqlite_schema import SELECT, decode, encode_error, encode_result
+from .sqlite_schema import SELECT, by_id, decode, encode_error, encode_result
 from .sqlite_writer import Tx
-
-CHUNK = 500  # ids in one IN (...) list
 
 
 def admit(conn: sqlite3.Connection, records: Sequence[TaskRecord], fresh: Sequence[int]
@@ -26,7 +24,7 @@ def admit(conn: sqlite3.Connection, records: Sequence[TaskRecord], fresh: Sequen
     each waiting record's status (queued with what it receives, cancelled, or waiting).
     Returns the waiting ones with the rows to book: ``(needs, result, done)`` in order."""
     wanted = sorted({i for index in fresh for i in records[index].depends_on})
-    stored = _by_id(conn, wanted)
+    stored = by_id(conn, wanted)
     check_known(records, fresh, stored.get)
     in_call = {records[index].id for index in fresh}
     booked = []
@@ -127,17 +125,6 @@ def cancel_waiting(tx: Tx, task_id: str, error: str | None, now: float,
     record = decode(row)
     tx.changed("status", record)
     return record
-
-
-def _by_id(conn: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
-    found: dict[str, TaskRecord] = {}
-    for start in range(0, len(task_ids), CHUNK):
-        chunk = task_ids[start:start + CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {SELECT} FROM tasks WHERE id IN ({marks})", chunk):
-            record = decode(row)
-            found[record.id] = record
-    return found
 
 
 def _loads(text: str | None) -> object:

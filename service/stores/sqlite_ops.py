@@ -14,11 +14,19 @@ from . import sqlite_deps as deps
 from . import sqlite_rates
 from .base import ClaimRequest, Outcome, QueueBoundReached
 from .rate_room import StartRoom
-from .sqlite_schema import INSERT, SELECT, TERMINAL_SQL, decode, encode, encode_error, encode_result
+from .sqlite_schema import (
+    CHUNK,
+    INSERT,
+    SELECT,
+    TERMINAL_SQL,
+    decode,
+    encode,
+    encode_error,
+    encode_result,
+)
 from .sqlite_writer import Tx
 
 CLAIM_SLACK = 16  # extra candidates read past the limit, for names that cannot start now
-CHUNK = 500  # ids in one IN (...) list
 KEEP_CHANGES = 10_000  # newest rows of the change feed kept for slow readers
 VACUUM_MIN_PAGES = 256  # free pages worth giving back (else they wait to be reused)
 VACUUM_STEP = 1000  # pages given back per eviction

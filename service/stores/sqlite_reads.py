@@ -7,12 +7,11 @@ as of its last commit.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 
 from ..models import Status, TaskRecord
 from .base import ChangeKind, ListQuery
-from .sqlite_ops import CHUNK, finished
-from .sqlite_schema import SELECT, TERMINAL_SQL, decode
+from .sqlite_ops import finished
+from .sqlite_schema import SELECT, TERMINAL_SQL, by_id, decode
 
 FEED_BATCH = 5000  # change rows read at once
 
@@ -90,22 +89,11 @@ def changes_since(conn: sqlite3.Connection, cursor: int | None, writer_id: str
         for _, task_id, kind in rows:
             earlier = kinds.pop(task_id, None)  # re-inserted: the latest comes last
             kinds[task_id] = "status" if earlier == "status" else kind
-        records = _by_id(conn, list(kinds))
+        records = by_id(conn, list(kinds))
         return int(last), [(kind, records[task_id]) for task_id, kind in kinds.items()
                            if task_id in records]
     finally:
         conn.execute("COMMIT")
-
-
-def _by_id(conn: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
-    found: dict[str, TaskRecord] = {}
-    for start in range(0, len(task_ids), CHUNK):
-        chunk = task_ids[start:start + CHUNK]
-        marks = ", ".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {SELECT} FROM tasks WHERE id IN ({marks})", chunk):
-            record = decode(row)
-            found[record.id] = record
-    return found
 
 
 def holds(conn: sqlite3.Connection, task_id: str, attempts: int, worker: str) -> bool:

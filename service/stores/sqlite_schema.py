@@ -23,6 +23,7 @@ COLUMNS = ("seq", "id", "name", "args", "kwargs", "status", "priority", "progres
            "scheduled_at", "started_at", "finished_at", "owner", "idempotency_key",
            "request_hash", "lease_owner", "lease_expires", "depends_on", "receives")
 SELECT = ", ".join(COLUMNS)
+CHUNK = 500  # ids in one IN (...) list
 INSERT = (f"INSERT INTO tasks ({', '.join(COLUMNS[1:])}) "
           f"VALUES ({', '.join('?' for _ in COLUMNS[1:])})")
 
@@ -197,6 +198,18 @@ def decode(row: Sequence[Any]) -> TaskRecord:
         owner=owner, idempotency_key=idempotency_key, request_hash=request_hash, seq=seq,
         lease_owner=lease_owner, lease_expires=lease_expires,
         depends_on=[] if depends_on is None else _loads(depends_on), receives=receives)
+
+
+def by_id(conn: sqlite3.Connection, task_ids: Sequence[str]) -> dict[str, TaskRecord]:
+    """The records of these ids that exist, by id (read ``CHUNK`` ids at a time)."""
+    found: dict[str, TaskRecord] = {}
+    for start in range(0, len(task_ids), CHUNK):
+        chunk = task_ids[start:start + CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        for row in conn.execute(f"SELECT {SELECT} FROM tasks WHERE id IN ({marks})", chunk):
+            record = decode(row)
+            found[record.id] = record
+    return found
 
 
 def encode_progress(progress: Progress | None) -> str | None:
