@@ -80,12 +80,16 @@ class _RandomIds:
 
     def next(self) -> str:
         with self._lock:
-            if self._at >= len(self._pool):
-                raw = os.urandom(ID_BYTES * self.IDS_PER_READ)
-                self._pool, self._at = base64.urlsafe_b64encode(raw).decode(), 0
-            task_id = self._pool[self._at:self._at + ID_LENGTH]
-            self._at += ID_LENGTH
-        return task_id
+            while True:
+                if self._at >= len(self._pool):
+                    raw = os.urandom(ID_BYTES * self.IDS_PER_READ)
+                    self._pool, self._at = base64.urlsafe_b64encode(raw).decode(), 0
+                task_id = self._pool[self._at:self._at + ID_LENGTH]
+                self._at += ID_LENGTH
+                # an id that starts with "-" reads as an option on a command line (the
+                # `offload` CLI, shells): drawn again, so the first character has 63 values
+                if task_id[0] != "-":
+                    return task_id
 
 
 _ids = _RandomIds()
@@ -94,7 +98,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def new_task_id() -> str:
-    """An opaque, URL-safe, unguessable id (144 random bits from the OS's CSPRNG)."""
+    """An opaque, URL-safe, unguessable id (about 144 random bits from the OS's CSPRNG),
+    never starting with ``-``."""
     return _ids.next()
 
 

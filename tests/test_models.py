@@ -78,6 +78,14 @@ def test_ids_are_url_safe_and_carry_at_least_122_random_bits() -> None:
         assert looks_like_task_id(task_id)
 
 
+def test_no_id_starts_with_a_dash() -> None:
+    """A leading "-" reads as an option on a command line (``offload watch -…``). In 20,000
+    ids about 312 would start with one if nothing prevented it."""
+    firsts = {new_task_id()[0] for _ in range(20_000)}
+    assert "-" not in firsts
+    assert "_" in firsts  # the other 63 characters all still come first
+
+
 def test_a_forked_child_does_not_reuse_the_parents_ids() -> None:
     import os
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Sequence
 from typing import Any
 
-from ..models import JSON, Status
+from ..models import JSON, Status, looks_like_task_id
 
 DESCRIPTION = """\
 Talk to a running Offload service: submit tasks, follow them, cancel them, list them.
@@ -18,6 +20,10 @@ error, 3 the task was cancelled, 130 interrupted.
 --json prints JSON for scripts instead of text for people (before or after the command;
 submit's --json followed by an object gives the task's arguments instead)."""
 LIST_LIMIT = 20
+ONE_TASK_COMMANDS = {
+    "status": "show a task (exit code: its outcome once it has ended)",
+    "watch": "follow a task live, with a progress bar, until it ends",
+    "cancel": "cancel a task that has not ended (and what waits for it)"}
 
 
 def parse_pair(text: str) -> tuple[str, JSON]:
@@ -52,6 +58,23 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed (a usage error exits 2, as argparse does)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return build_parser().parse_args(_dashed_ids_last(args))
+
+
+def _dashed_ids_last(args: list[str]) -> list[str]:
+    """Ids made before ids stopped starting with ``-`` would read as options: after a
+    one-task command, such an id goes behind ``--``, where argparse takes it as the id."""
+    if "--" in args or not any(command in args for command in ONE_TASK_COMMANDS):
+        return args
+    dashed = [arg for arg in args if arg.startswith("-") and looks_like_task_id(arg)]
+    if not dashed:
+        return args
+    return [arg for arg in args if arg not in dashed] + ["--", *dashed]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="offload", description=DESCRIPTION, epilog=EPILOG,
@@ -65,10 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for the service to answer (default 30)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_submit(commands)
-    one_task = {"status": "show a task (exit code: its outcome once it has ended)",
-                "watch": "follow a task live, with a progress bar, until it ends",
-                "cancel": "cancel a task that has not ended (and what waits for it)"}
-    for name, text in one_task.items():
+    for name, text in ONE_TASK_COMMANDS.items():
         command = _command(commands, name, text)
         command.add_argument("id", help="the task's id")
     _add_ls(commands)

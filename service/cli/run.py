@@ -10,11 +10,11 @@ from rich.text import Text
 
 from ..client import ApiError, ClientError, OffloadClient
 from .commands import COMMANDS, USAGE, Output
-from .parser import build_parser
+from .parser import parse_args
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)  # a usage error exits 2 here (argparse)
+    args = parse_args(argv)  # a usage error exits 2 here (argparse)
     errors = Console(stderr=True, highlight=False)
     out = Output(args.json_output, Console(highlight=False))
     try:

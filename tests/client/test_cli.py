@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from service.cli.parser import json_or_string
+from service.cli.parser import json_or_string, parse_args
 from service.client import OffloadClient
 from service.models import Status
 
@@ -82,6 +82,25 @@ def test_json_output_and_json_arguments(server: Server) -> None:
 ])
 def test_arg_values_are_json_when_they_parse_else_text(raw: str, value: Any) -> None:
     assert json_or_string(raw) == value
+
+
+DASHED = "-" + "a" * 23  # an id made before ids stopped starting with "-"
+
+
+@pytest.mark.parametrize("argv", [
+    ["watch", DASHED], ["watch", DASHED, "--json"], ["--json", "cancel", DASHED],
+    ["status", "--", DASHED], ["--url", "http://h:1", "status", DASHED],
+])
+def test_an_id_that_starts_with_a_dash_is_still_the_id(argv: list[str]) -> None:
+    args = parse_args(argv)
+    assert args.id == DASHED
+    assert args.command in ("watch", "cancel", "status")
+
+
+def test_a_dash_that_is_no_id_is_still_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["watch", "-x"])
+    assert exited.value.code == USAGE
 
 
 def test_a_text_argument_reaches_the_task_as_text(server: Server) -> None:
