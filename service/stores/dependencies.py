@@ -59,6 +59,11 @@ def check_known(records: Sequence[TaskRecord], fresh: Sequence[int],
     """Raise :class:`UnknownDependency` for the first id, among the ``fresh`` records'
     dependencies, that is neither such a record nor a stored one (``find``) of the same
     owner."""
+    for index in fresh:
+        if records[index].depends_on:
+            break
+    else:
+        return
     added = {records[i].id: records[i] for i in fresh}
     for index in fresh:
         record = records[index]
@@ -115,6 +120,10 @@ class DependencyBook:
         for task_id in pending:
             self._dependants.setdefault(task_id, []).append(record.id)
         return Status.WAITING, None
+
+    def awaited(self, task_id: str) -> bool:
+        """Whether a record waits for ``task_id`` (most ended records have none)."""
+        return task_id in self._dependants
 
     def ended(self, record: TaskRecord) -> Ending:
         """``record`` has just become terminal: the records it frees or cancels."""

@@ -12,9 +12,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from ..models import ALLOWED_MOVES, TERMINAL, Progress, Status, TaskError, TaskRecord
 from ..rate_limits import RateLimit
-from .base import ClaimRequest, ListQuery, Outcome, QueueBoundReached, TaskStore
+from .base import ClaimRequest, ListQuery, Outcome, PoolRoom, QueueBoundReached, TaskStore
 from .dependencies import DependencyBook, check_known, released_args
-from .memory_index import EVERYONE, SeqIndex, index_keys, matches
+from .memory_index import EVERYONE, SeqIndex, index_keys, index_of, matches
 from .memory_queue import StartQueue
 from .rate_room import StartRoom, earliest_start, log_start, nth_newest
 
@@ -79,6 +79,13 @@ class MemoryStore(TaskStore):
     def _admit(self, fresh: list[TaskRecord]) -> None:
         """Insert new records; each waiting one is queued or cancelled at once if its
         dependencies allow, else booked to wait."""
+        for record in fresh:
+            if record.status is Status.WAITING:
+                break
+        else:  # nothing waits: the common case, without the book's look-ups
+            for record in fresh:
+                self._insert(record)
+            return
         known = ChainMap({record.id: record for record in fresh}, self._records)
         ended = []
         for record in fresh:
@@ -128,8 +135,8 @@ class MemoryStore(TaskStore):
         self._records[record.id] = record
         self._order[EVERYONE].append(seq, record.id)
         if record.owner is not None:
-            self._order.setdefault(record.owner, SeqIndex()).append(seq, record.id)
-        self._by_name.setdefault(record.name, SeqIndex()).append(seq, record.id)
+            index_of(self._order, record.owner).append(seq, record.id)
+        index_of(self._by_name, record.name).append(seq, record.id)
         self._named[record.name] += 1
         self._track(record)
         if record.idempotency_key is not None:
@@ -245,7 +252,8 @@ class MemoryStore(TaskStore):
             self._queue.push(due)
             self._changed("status", due)
         claimed: list[TaskRecord] = []
-        pools = StartRoom(request, self._starts_of)
+        pools = (StartRoom(request, self._starts_of) if request.rates
+                 else PoolRoom(request.pools))
         while len(claimed) < request.limit:
             record = self._queue.pop_best(request.limits, request.excluded, pools)
             if record is None:
@@ -300,7 +308,7 @@ class MemoryStore(TaskStore):
         elif status is Status.QUEUED:
             self._queue.push(stored)
         self._changed("status", stored)
-        if status in TERMINAL:
+        if status in TERMINAL and self._deps.awaited(stored.id):
             self._ended(stored, outcome.at)
         return stored
 
@@ -392,3 +400,4 @@ class MemoryStore(TaskStore):
         if record.owner is not None:
             self._counts[record.owner][status] -= 1
         self._with_status[status].discard(record.id)
+

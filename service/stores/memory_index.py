@@ -48,3 +48,11 @@ def matches(record: TaskRecord, query: ListQuery) -> bool:
     if query.name is not None and record.name != query.name:
         return False
     return query.statuses is None or record.status in query.statuses
+
+
+def index_of(indexes: dict[str, SeqIndex], key: str) -> SeqIndex:
+    """``indexes[key]``, made if missing (``setdefault`` would build one on every call)."""
+    index = indexes.get(key)
+    if index is None:
+        index = indexes[key] = SeqIndex()
+    return index
