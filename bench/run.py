@@ -1,5 +1,6 @@
 """``make bench``: Offload against its baselines, B1-B8 of issue 3, and the SQLite store's B9
-scenarios of issue 8 (``bench/sqlite.py``), in one run on this machine.
+scenarios of issue 8 (``bench/sqlite.py``), and Celery mode's B10 of issue 9
+(``bench/scaleout.py``), in one run on this machine.
 
 Baselines (all in ``bench/``): the ceiling, a bare Quart app on the same Hypercorn config
 (``baseline_app.py``); the seed's bad pattern, Flask under gunicorn sleeping in the handler
@@ -42,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from bench import procs, sqlite
+from bench import procs, scaleout, sqlite
 from bench.common import (
     Outcome,
     Row,
@@ -93,13 +94,17 @@ class Sizes:
     b9_rss_tasks: int = 100_000
     b9_wake_tasks: int = 200
     b9_wake_hold: float = 0.15
+    b10_tasks: int = 5000
+    b10c_tasks: int = 500
+    b10c_rate: float = 100.0
 
 
 FULL = Sizes()
 QUICK = Sizes(rounds=1, b1_seconds=3, b1_warmup=1, b2_tasks=1000, b3_offload_tasks=5000,
               b3_celery_tasks=1000, b4_tasks=10_000, b5_tasks=100, b6_seconds=3,
               b6_flask_hold=1.0, b7_tasks=10_000, b8_tasks=100_000, b8_every=10_000,
-              b8_max_records=1000, b9_rss_tasks=10_000, b9_wake_tasks=50)
+              b8_max_records=1000, b9_rss_tasks=10_000, b9_wake_tasks=50, b10_tasks=500,
+              b10c_tasks=100)
 
 
 
@@ -137,6 +142,8 @@ def celery_stack(logs: Path, flask: bool = True) -> Iterator[tuple[Proc | None, 
 # and wrk and redis-server, installed from Debian's packages when missing.
 NEEDS = {"B1": {"wrk"}, "B2": {"venv", "redis-server"}, "B3": {"venv", "redis-server"},
          "B4": {"venv"}, "B5": {"venv", "redis-server"}, "B6": {"venv"}, "B9a": {"wrk"},
+         "B10a": {"venv", "redis-server"}, "B10b": {"venv", "redis-server"},
+         "B10c": {"venv", "redis-server"},
          "profile": {"venv", "wrk"}}
 
 
@@ -618,7 +625,8 @@ def machine() -> dict[str, Any]:
     }
 
 
-SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9a", "B9b", "B9rss", "B9wake")
+SCENARIOS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9a", "B9b", "B9rss", "B9wake",
+             "B10a", "B10b", "B10c")
 
 
 def summary_table(outcomes: list[Outcome], sizes: Sizes, info: dict[str, Any],
@@ -736,6 +744,8 @@ def _runners(sizes: Sizes, logs: Path,
         "B9rss": lambda: sqlite.b9rss(sizes, logs, _earlier(
             outcomes, "B7", "queued (default concurrency 100)")),
         "B9wake": lambda: sqlite.b9wake(sizes, logs),
+        "B10a": lambda: scaleout.b10a(sizes, logs), "B10b": lambda: scaleout.b10b(sizes, logs),
+        "B10c": lambda: scaleout.b10c(sizes, logs),
     }
 
 
