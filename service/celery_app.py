@@ -55,13 +55,15 @@ def run_task(self: Task[Any, Any], task_id: str, attempts: int = 0) -> None:
                     "broker", task_id, exc)
         time.sleep(STORE_PAUSE)  # not at once: a store that is down stays down a while
         raise Reject(str(exc), requeue=True) from exc
-    if later is not None:  # its attempt runs elsewhere: the same message, a little later
-        raise self.retry(countdown=later, max_retries=None)
+    if later is not None:  # its attempt runs elsewhere, or its type is at a limit: the
+        # same message, a little later
+        raise self.retry(countdown=later)  # never "too many": the task's max_retries is None
 
 
 for _task_type in registry.every_type():  # the built-in offload.group too
+    # max_retries=None on the task: retry(max_retries=None) would mean Celery's default, 3
     app.task(name=celery_name(_task_type.name), bind=True, ignore_result=True,
-             acks_late=True, reject_on_worker_lost=True)(run_task)
+             acks_late=True, reject_on_worker_lost=True, max_retries=None)(run_task)
 
 
 @worker_process_init.connect

@@ -41,6 +41,7 @@ T = TypeVar("T")
 CANCEL_CHECK = 0.5  # seconds between lease renewals, which report cancel requests
 HELD_RECHECK = 1.0  # seconds before a message whose attempt runs elsewhere looks again
 LIMITED_RECHECK = 1.0  # seconds before a type at its concurrency limit is tried again
+RATE_RECHECK = 60.0  # seconds at most a message held back by a rate limit waits at once
 STOP_TIMEOUT = 30.0
 DOOMED_EXIT = 70  # the exit code of a pool process ended to stop its process task
 
@@ -51,6 +52,8 @@ def load_registry(settings: Settings) -> Registry:
     for module_name in settings.task_modules or (DEMO_MODULE,):
         for task in collect_tasks(importlib.import_module(module_name)):
             registry.add(task.task_type)
+    if settings.rate_limits:  # as the web processes do (TaskService.start)
+        registry.override_rate_limits(dict(settings.rate_limits))
     return registry
 
 
@@ -111,10 +114,11 @@ class WorkerHost:
         assert self._plans is not None
         assert self._runner is not None
         limit = self.registry.concurrency_limits().get(name)
+        rate = self.registry.rate_limits().get(name)
         while True:
             now = time.time()
             claim = await self._plans.claim_by_id(task_id, attempts, self._runner.worker, now,
-                                                  self.settings.lease, limit)
+                                                  self.settings.lease, limit, rate)
             record = claim.record
             if claim.verdict == "claimed" and record is not None:
                 await self._run(record)
@@ -135,8 +139,14 @@ class WorkerHost:
             return None
         if claim.verdict == "held":  # never twice at once: look again, at most at its end
             return max(0.05, min((record.lease_expires or now) - now, HELD_RECHECK))
-        due = record.scheduled_at if claim.verdict == "not_due" else None
-        await self._plans.plan_dispatch({record.id: due or now + LIMITED_RECHECK})
+        if claim.verdict == "limited":
+            # The message comes back (a Celery retry with a countdown), as Celery's own
+            # rate limits do: when the rate allows a start, else soon (a slot may free).
+            # Not through the dispatch plan: a web process that has just sent this
+            # message plans its resend after it, over any earlier time planned here.
+            wait = LIMITED_RECHECK if claim.retry_at is None else claim.retry_at - now
+            return min(max(wait, 0.05), RATE_RECHECK)
+        await self._plans.plan_dispatch({record.id: record.scheduled_at or now})  # not_due
         return None
 
     async def _run(self, record: TaskRecord) -> None:

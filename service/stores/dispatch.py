@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..models import TaskRecord
+from ..rate_limits import RateLimit
 
 ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "stale",
                        "ended", "missing"]
@@ -34,7 +35,8 @@ ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "s
 - ``held``: that attempt is running under a live lease: never start it twice at once;
   look again later (at the latest when the lease ends).
 - ``not_due``: scheduled, not yet due: send the message again for ``scheduled_at``.
-- ``limited``: the type's concurrency limit is reached in the whole deployment.
+- ``limited``: the type's concurrency limit is reached in the whole deployment, or its
+  rate limit allows no start now (then ``ClaimById.retry_at`` says when it will).
 - ``stale``: the record has moved on past this message (another message stands for it).
 - ``ended``: terminal (or cancelled): nothing to do.
 - ``missing``: no such record (deleted, evicted, or never stored).
@@ -47,6 +49,8 @@ class ClaimById:
 
     verdict: ClaimVerdict
     record: TaskRecord | None
+    retry_at: float | None = None
+    """For a record its rate limit holds back: the first time a start is allowed."""
 
 
 class DispatchStore(ABC):
@@ -54,10 +58,12 @@ class DispatchStore(ABC):
 
     @abstractmethod
     async def claim_by_id(self, task_id: str, attempts: int, worker: str, now: float,
-                          lease: float, limit: int | None = None) -> ClaimById:
+                          lease: float, limit: int | None = None,
+                          rate: RateLimit | None = None) -> ClaimById:
         """Start the record ``task_id`` for a message sent when it had ``attempts``
         attempts: if it is queued, or scheduled and due, with that many attempts (and
-        fewer than ``limit`` of its name run in the deployment), it moves to running
+        fewer than ``limit`` of its name run in the deployment, and its ``rate`` allows
+        a start at ``now``, counting the starts of every claim), it moves to running
         under ``worker``'s lease until ``now + lease``, as :meth:`~.base.TaskStore.claim`
         does. If that attempt or the one before it is running under an expired lease,
         the caller takes the lease over. Anything else changes nothing."""

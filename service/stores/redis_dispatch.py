@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..models import TaskRecord
+from ..rate_limits import RateLimit
 from .base import ChangeKind
 from .dispatch import ClaimById, ClaimVerdict, DispatchStore
 from .redis_codec import decode_flat, number
@@ -31,15 +32,20 @@ class RedisDispatch(DispatchStore):
         return f"{self.options.prefix}dispatch"
 
     async def claim_by_id(self, task_id: str, attempts: int, worker: str, now: float,
-                          lease: float, limit: int | None = None) -> ClaimById:
+                          lease: float, limit: int | None = None,
+                          rate: RateLimit | None = None) -> ClaimById:
         answer = await self._run("claim_by_id", [
             task_id, attempts, worker, number(now), number(now + lease),
-            "" if limit is None else limit])
+            "" if limit is None else limit, "" if rate is None else rate.starts,
+            "" if rate is None else number(rate.window)])
         verdict = cast(ClaimVerdict, answer[0].decode())
         if len(answer) == 1:
             return ClaimById(verdict, None)
         if verdict == "claimed":
             return ClaimById(verdict, self._report("status", [answer[1]])[0])
+        if len(answer) == 3 and rate is not None:  # held back by its rate: until when
+            return ClaimById(verdict, decode_flat(answer[1]),
+                             rate.next_start(float(answer[2]), now))
         return ClaimById(verdict, decode_flat(answer[1]))
 
     async def plan_dispatch(self, due: Mapping[str, float]) -> None:

@@ -6,12 +6,15 @@ message must be sent)."""
 from __future__ import annotations
 
 # ARGV[4]: task id; [5]: the message's generation (attempts when it was sent); [6]: worker;
-# [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or ''.
-# Answers {verdict} or {verdict, flat hash} (verdicts: see dispatch.ClaimVerdict). A record
-# started here, ended or gone leaves the dispatch plan: its message did its work.
+# [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or '';
+# [10], [11]: its rate limit's starts and window, or ''. Answers {verdict} or {verdict,
+# flat hash}, and for a rate that holds it back, the N-th newest start too (verdicts: see
+# dispatch.ClaimVerdict). A record started here, ended or gone leaves the dispatch plan:
+# its message did its work. The rate log is the one the claim script keeps (P rate:<name>).
 CLAIM_BY_ID = r"""
 local id, gen, worker, now, expires, cap = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7],
                                            ARGV[8], ARGV[9]
+local starts, window = tonumber(ARGV[10]), tonumber(ARGV[11])
 local h = load(id)
 if not h then
   redis.call('ZREM', P .. 'dispatch', id)
@@ -42,6 +45,12 @@ end
 if cap ~= '' and redis.call('ZCARD', P .. 'n:running:' .. h.name) >= tonumber(cap) then
   return {'limited', flatten(h)}
 end
+local rate_log = P .. 'rate:' .. h.name
+if starts and redis.call('ZCARD', rate_log) >= starts then
+  local nth = redis.call('ZREVRANGE', rate_log, starts - 1, starts - 1, 'WITHSCORES')
+  -- RateLimit.holds_back, on the same doubles as the claim script
+  if tonumber(now) - tonumber(nth[2]) < window then return {'limited', flatten(h), nth[2]} end
+end
 if s == 'scheduled' then
   change(h, 'queued', {})
   feed(id, 'status')
@@ -49,6 +58,10 @@ end
 change(h, 'running', {attempts = int(a + 1), started_at = now, lease_owner = worker,
                       lease_expires = expires, progress = false})
 feed(id, 'status')
+if starts then  -- logged, keeping the newest N
+  redis.call('ZADD', rate_log, now, id .. ':' .. h.attempts)
+  redis.call('ZREMRANGEBYRANK', rate_log, 0, -starts - 1)
+end
 redis.call('ZREM', P .. 'dispatch', id)
 return {'claimed', flatten(h)}
 """

@@ -5,11 +5,13 @@ hands each due entry to one taker. A real redis-server."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 
 import pytest
 
 from service.models import Status
+from service.rate_limits import RateLimit
 from service.stores import RedisStore, open_store
 from service.stores.base import Outcome
 from tests.redis_server import RedisServer, fresh_prefix
@@ -97,6 +99,33 @@ async def test_ended_cancelled_missing_and_limited(store: RedisStore) -> None:
     await succeed(store, await fetch(store, b.id))
     assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE)).verdict == "ended"
     assert (await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)).verdict == "claimed"
+
+
+async def test_a_rate_limit_counts_the_starts_of_every_claim(store: RedisStore) -> None:
+    rate = RateLimit(2, 10.0)  # at most 2 starts in any 10 s
+    a, b, c = await store.add([new("n"), new("n"), new("n")])
+    (first,) = await claim(store, now=NOW, rates={"n": rate})  # the runner's claim
+    assert first.id == a.id
+    assert (await store.claim_by_id(b.id, 0, "w", NOW + 1, LEASE, rate=rate)).verdict == \
+        "claimed"
+    held_back = await store.claim_by_id(c.id, 0, "w", NOW + 2, LEASE, rate=rate)
+    assert held_back.verdict == "limited"
+    assert held_back.retry_at == rate.next_start(NOW, NOW + 2)  # a's start + the window
+    assert held_back.retry_at is not None and held_back.retry_at > NOW + 10
+    assert (await fetch(store, c.id)).status is Status.QUEUED
+    before = math.nextafter(held_back.retry_at, -math.inf)
+    assert (await store.claim_by_id(c.id, 0, "w", before, LEASE, rate=rate)).verdict == \
+        "limited"
+    started = await store.claim_by_id(c.id, 0, "w", held_back.retry_at, LEASE, rate=rate)
+    assert started.verdict == "claimed"
+    assert await store.next_start({"n": rate}, held_back.retry_at) == rate.next_start(
+        NOW + 1, held_back.retry_at)  # now b's start is the 2nd newest: c's start counted
+
+
+async def test_no_rate_no_limit(store: RedisStore) -> None:
+    records = await store.add([new("n") for _ in range(5)])
+    verdicts = [(await store.claim_by_id(r.id, 0, "w", NOW, LEASE)).verdict for r in records]
+    assert verdicts == ["claimed"] * 5
 
 
 async def test_claim_and_claim_by_id_never_both_start_a_record(store: RedisStore) -> None:
