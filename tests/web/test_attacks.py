@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 
 import pytest
 from quart import Response
@@ -19,8 +18,8 @@ from quart.typing import TestClientProtocol as Client
 
 from .conftest import MakeClient, web_app
 from .helpers import (
-    HOSTILE_DEADLINE,
-    answered_fast,
+    HANG_GUARD,
+    answered,
     assert_healthy,
     bearer,
     error_fields,
@@ -30,19 +29,18 @@ from .helpers import (
 )
 
 HUNDRED_MB = 100 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT = 60.0  # seconds: Quart's BODY_TIMEOUT
 
 
 async def test_100_mb_content_length_is_413_before_the_body_is_sent(client: Client) -> None:
     headers = {"Content-Type": "application/json", "Content-Length": str(HUNDRED_MB)}
-    started = time.monotonic()
     async with client.request("/tasks", method="POST", headers=headers) as connection:
         await connection.send(b'{"name": "echo", "args": ["')  # then nothing more comes
-        first = await asyncio.wait_for(connection.receive(), HOSTILE_DEADLINE)
-        elapsed = time.monotonic() - started
+        # the body never ends: any answer at all came before it
+        first = await asyncio.wait_for(connection.receive(), HANG_GUARD)
     response = Response(first + bytes(connection.response_data), connection.status_code,
                         connection.headers)
 
-    assert elapsed < HOSTILE_DEADLINE
     await problem(response, 413)
     assert await ids_listed(client) == []
     await assert_healthy(client)
@@ -55,15 +53,13 @@ async def test_body_that_stops_coming_is_408_after_the_body_timeout() -> None:
     headers = {"Content-Type": "application/json", "Content-Length": "100"}
     async with app.test_app() as started_app:
         client = started_app.test_client()
-        started = time.monotonic()
         async with client.request("/tasks", method="POST", headers=headers) as connection:
             await connection.send(b'{"name": "add", ')  # 16 of the 100 bytes, then silence
-            first = await asyncio.wait_for(connection.receive(), HOSTILE_DEADLINE)
-            elapsed = time.monotonic() - started
+            # not a timing test: an answer by then is the set timeout's, not the default's
+            first = await asyncio.wait_for(connection.receive(), DEFAULT_BODY_TIMEOUT / 2)
         response = Response(first + bytes(connection.response_data), connection.status_code,
                             connection.headers)
 
-        assert elapsed < HOSTILE_DEADLINE
         await problem(response, 408)
         await assert_healthy(client)
 
@@ -75,7 +71,7 @@ async def test_body_that_stops_coming_is_408_after_the_body_timeout() -> None:
 ])
 async def test_task_names_that_are_not_registered_types_are_422(client: Client,
                                                                  name: str) -> None:
-    response = await answered_fast(client.post("/tasks", json={"name": name, "args": ["id"]}))
+    response = await answered(client.post("/tasks", json={"name": name, "args": ["id"]}))
 
     body = await problem(response, 422)
     assert error_fields(body) == ["name"]
@@ -88,7 +84,7 @@ async def test_task_names_that_are_not_registered_types_are_422(client: Client,
     "%00",
 ])
 async def test_huge_negative_or_malformed_limit_is_400(client: Client, limit: str) -> None:
-    response = await answered_fast(client.get(f"/tasks?limit={limit}"))
+    response = await answered(client.get(f"/tasks?limit={limit}"))
 
     await problem(response, 400)
     await assert_healthy(client)
@@ -108,7 +104,7 @@ async def test_forged_huge_or_negative_cursor_is_400(client: Client, cursor: str
     for i in range(2):
         await submit(client, "add", i, i, delay=30)
 
-    response = await answered_fast(client.get("/tasks", query_string={"cursor": cursor}))
+    response = await answered(client.get("/tasks", query_string={"cursor": cursor}))
 
     await problem(response, 400)
     assert len(await response.get_data()) < 2000  # a 10 KB cursor is not echoed
@@ -119,7 +115,7 @@ async def test_10000_bad_status_filters_are_400_with_the_problems_capped(client:
                                                                          ) -> None:
     query = "&".join(f"status=x{i}" for i in range(10_000))
 
-    response = await answered_fast(client.get(f"/tasks?{query}"))
+    response = await answered(client.get(f"/tasks?{query}"))
 
     await problem(response, 400)
     assert len(await response.get_data()) < 20_000
@@ -127,7 +123,7 @@ async def test_10000_bad_status_filters_are_400_with_the_problems_capped(client:
 
 
 async def test_10_kb_idempotency_key_is_400(client: Client) -> None:
-    response = await answered_fast(client.post(
+    response = await answered(client.post(
         "/tasks", json={"name": "add", "args": [1, 2]}, headers={"Idempotency-Key": "k" * 10_240}))
 
     await problem(response, 400)
@@ -137,7 +133,7 @@ async def test_10_kb_idempotency_key_is_400(client: Client) -> None:
 
 async def test_body_in_another_encoding_is_400(client: Client) -> None:
     body = '{"name": "add", "args": [1, 2]}'.encode("utf-16")
-    response = await answered_fast(client.post(
+    response = await answered(client.post(
         "/tasks", data=body, headers={"Content-Type": "application/json; charset=utf-16"}))
 
     await problem(response, 400)
@@ -147,7 +143,7 @@ async def test_body_in_another_encoding_is_400(client: Client) -> None:
 async def test_megabyte_bearer_token_is_401(make_client: MakeClient) -> None:
     client = await make_client(api_tokens=("good-token",))
 
-    response = await answered_fast(client.get("/tasks", headers=bearer("x" * 1_048_576)))
+    response = await answered(client.get("/tasks", headers=bearer("x" * 1_048_576)))
 
     await problem(response, 401)
     assert (await client.get("/healthz")).status_code == 200
@@ -160,7 +156,7 @@ async def test_batch_of_hostile_entries_is_rejected_whole(client: Client) -> Non
     entries = [{"name": "add", "args": [i, i]} for i in range(999)]
     entries.append({"name": "os.system", "args": ["rm -rf /"]})
 
-    response = await answered_fast(client.post("/tasks/batch", json={"tasks": entries}))
+    response = await answered(client.post("/tasks/batch", json={"tasks": entries}))
 
     body = await problem(response, 422)
     assert error_fields(body) == ["tasks.999.name"]
@@ -189,7 +185,7 @@ async def test_answer_before_the_body_is_read_says_connection_close(
     headers = {"Authorization": "Bearer good-token", "Content-Length": str(len(BODY)),
                **headers}
 
-    response = await answered_fast(client.post(path, data=BODY, headers=headers))
+    response = await answered(client.post(path, data=BODY, headers=headers))
 
     assert response.status_code == status
     assert response.headers["Connection"] == "close"

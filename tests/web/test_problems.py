@@ -9,7 +9,7 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from .conftest import MakeClient
-from .helpers import answered_fast, assert_healthy, error_fields, ids_listed, problem, submit
+from .helpers import answered, assert_healthy, error_fields, ids_listed, problem, submit
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -31,20 +31,20 @@ async def test_empty_body_is_400(client: Client) -> None:
     await problem(await post_raw(client, b""), 400)
 
 
-# Hostile bodies (issue 4): each is turned away at once (answered_fast) and the service
+# Hostile bodies (issue 4): each is turned away at once (answered) and the service
 # is healthy after it (assert_healthy). More attacks are in test_attacks.py.
 
 async def test_json_nested_100000_deep_is_400_not_500(client: Client) -> None:
     body = b'{"name": "echo", "args": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}"
 
-    await problem(await answered_fast(post_raw(client, body)), 400)
+    await problem(await answered(post_raw(client, body)), 400)
     await assert_healthy(client)
 
 
 async def test_deeply_nested_objects_are_400(client: Client) -> None:
     body = b'{"a":' * 50_000 + b"1" + b"}" * 50_000
 
-    await problem(await answered_fast(post_raw(client, body)), 400)
+    await problem(await answered(post_raw(client, body)), 400)
     await assert_healthy(client)
 
 
@@ -52,14 +52,14 @@ async def test_deeply_nested_objects_are_400(client: Client) -> None:
 async def test_nan_and_infinity_are_400(client: Client, constant: bytes) -> None:
     body = b'{"name": "echo", "args": [' + constant + b"]}"
 
-    await problem(await answered_fast(post_raw(client, body)), 400)
+    await problem(await answered(post_raw(client, body)), 400)
     await assert_healthy(client)
 
 
 async def test_number_overflowing_to_infinity_is_400(client: Client) -> None:
     response = post_raw(client, b'{"name": "echo", "args": [1e400]}')
 
-    await problem(await answered_fast(response), 400)
+    await problem(await answered(response), 400)
 
 
 async def test_overflowing_number_does_not_break_the_list(client: Client) -> None:
@@ -75,14 +75,14 @@ async def test_overflowing_number_does_not_break_the_list(client: Client) -> Non
 async def test_integer_with_too_many_digits_is_400(client: Client, digits: int) -> None:
     body = b'{"name": "echo", "args": [' + b"1" + b"0" * (digits - 1) + b"]}"
 
-    await problem(await answered_fast(post_raw(client, body)), 400)
+    await problem(await answered(post_raw(client, body)), 400)
     await assert_healthy(client)
 
 
 async def test_invalid_utf8_is_400(client: Client) -> None:
     response = post_raw(client, b'{"name": "add\xff\xfe", "args": [1, 2]}')
 
-    body = await problem(await answered_fast(response), 400)
+    body = await problem(await answered(response), 400)
     assert "UTF-8" in body["detail"]
     await assert_healthy(client)
 
@@ -265,13 +265,13 @@ async def test_unknown_or_malformed_id_is_404(client: Client, task_id: str, meth
     verb, _, action = method.partition(" ")
     path = f"/tasks/{task_id}" + (f"/{action}" if action else "")
 
-    response = await answered_fast(client.open(path, method=verb, json=None))
+    response = await answered(client.open(path, method=verb, json=None))
 
     await problem(response, 404)
 
 
 async def test_404_does_not_echo_a_huge_id(client: Client) -> None:
-    response = await answered_fast(client.get("/tasks/" + "a" * 10_000))
+    response = await answered(client.get("/tasks/" + "a" * 10_000))
 
     await problem(response, 404)
     assert len(await response.get_data()) < 1000
@@ -292,7 +292,7 @@ async def test_wrong_method_is_a_405_problem(client: Client) -> None:
 async def test_10000_keys_in_kwargs_are_422_with_the_problems_capped(client: Client) -> None:
     kwargs = {f"k{i}": i for i in range(10_000)}
 
-    response = await answered_fast(client.post("/tasks", json={
+    response = await answered(client.post("/tasks", json={
         "name": "add", "args": [1, 2], "kwargs": kwargs}))
 
     body = await problem(response, 422)
