@@ -8,6 +8,10 @@ its runner runs nothing (Celery mode): each submission is stored, planned and se
 broker, and a Celery worker's pool process starts it. The latency of a task is its stamp
 minus ``time.perf_counter()`` just before ``submit()`` (one machine, one clock).
 
+Two parts of it, for information: how long ``submit()`` itself took (the record planned and
+stored; the message is sent in the background), and the record's ``created_at`` to its
+``started_at`` (wall clock: from admission to a worker's claim of the record).
+
     python -m bench.scaleout_latency --n 500 --rate 100
 """
 
@@ -37,18 +41,22 @@ async def measure(n: int, rate: float) -> dict[str, Any]:
         await (await stamp.submit()).result(READY_S)  # a worker answers: ready
         for _ in range(20):  # warm-up, not counted
             await (await stamp.submit()).result(10)
-        sent: list[tuple[float, Any]] = []
+        sent: list[tuple[float, float, Any]] = []
         begin = time.perf_counter() + 0.05
         for i in range(n):
             delay = begin + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             before = time.perf_counter()
-            sent.append((before, await stamp.submit()))
-        latencies = [await handle.result(30) - before for before, handle in sent]
+            handle = await stamp.submit()
+            sent.append((before, time.perf_counter(), handle))
+        records = [(before, after, await handle.wait(30)) for before, after, handle in sent]
     finally:
         await service.stop(grace=1)
-    return {"n": n, "rate": rate, "latencies": latencies}
+    return {"n": n, "rate": rate,
+            "latencies": [record.result - before for before, _, record in records],
+            "submit_call": [after - before for before, after, _ in records],
+            "created_to_started": [(r.started_at or 0) - r.created_at for _, _, r in records]}
 
 
 def main() -> None:
