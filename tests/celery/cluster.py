@@ -33,18 +33,19 @@ class Deployment:
     store: str
     broker: str
     runs: Path
+    modules: str = MODULES  # OFFLOAD_TASK_MODULES of every process
 
     @classmethod
-    def on(cls, redis: RedisServer, runs: Path) -> Deployment:
+    def on(cls, redis: RedisServer, runs: Path, modules: str = MODULES) -> Deployment:
         base = f"redis://127.0.0.1:{redis.port}"
         prefix = fresh_prefix()
         # the broker in another database of the same server, as docs/celery.md shows
-        return cls(f"{base}/0?prefix={prefix}", f"{base}/1", runs)
+        return cls(f"{base}/0?prefix={prefix}", f"{base}/1", runs, modules)
 
     def env(self, **overrides: str) -> dict[str, str]:
+        settings = {"OFFLOAD_SHUTDOWN_GRACE": "2", "OFFLOAD_LEASE": "2", **overrides}
         env = server_env(OFFLOAD_STORE=self.store, OFFLOAD_CELERY_BROKER=self.broker,
-                         OFFLOAD_TASK_MODULES=MODULES, OFFLOAD_SHUTDOWN_GRACE="2",
-                         OFFLOAD_LEASE="2", **overrides)
+                         OFFLOAD_TASK_MODULES=self.modules, **settings)
         env[RUNS_ENV] = str(self.runs)
         return env
 

@@ -7,21 +7,20 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from .conftest import CLIENT_TIMEOUT
-from .server import Server, finish, start
+from .conftest import CLIENT_TIMEOUT, serving_in
+from .server import Server
 
 pytestmark = pytest.mark.e2e
 ALICE, BOB = "alice-token-0123456789", "bob-token-9876543210"
 
 
 @pytest.fixture(scope="module")
-def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = start(tmp_path_factory.mktemp("guarded"), name="guarded",
-                   OFFLOAD_API_TOKENS=f"{ALICE},{BOB}", OFFLOAD_SHUTDOWN_GRACE="1")
-    try:
+def guarded(mode: str, request: pytest.FixtureRequest,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server of the module's mode (embedded, or a Celery-mode web process) with tokens."""
+    with serving_in(request, mode, tmp_path_factory.mktemp("guarded"), name="guarded",
+                    OFFLOAD_API_TOKENS=f"{ALICE},{BOB}", OFFLOAD_SHUTDOWN_GRACE="1") as server:
         yield server
-    finally:
-        finish(server)
 
 
 @pytest.fixture

@@ -1,25 +1,55 @@
 """The real server (``make run``'s Hypercorn command) driven over HTTP: one server for the
-module, each test leaves nothing running behind it."""
+module, each test leaves nothing running behind it. Each test runs against the embedded
+server and against a Celery-mode deployment (see conftest.py): there, the web process runs
+no task, so a task is ``queued`` until a worker starts it (docs/celery.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
 
 from service.settings import Settings
 
-from .helpers import alive, is_terminal, nice_of, submit, wait_terminal, worker_pid
+from .conftest import CeleryBackend
+from .helpers import TERMINAL, alive, is_terminal, nice_of, submit, wait_terminal, worker_pid
 from .server import Server
+from .sqlite_helpers import wait_until
 from .sse import Event, events
 
 pytestmark = pytest.mark.e2e
 
 
+async def running_now(client: httpx.AsyncClient, task_id: str, mode: str) -> dict[str, Any]:
+    """The task, running: at once in the embedded server (its runner starts a task as it
+    is accepted); in Celery mode once a worker has started it (its event stream says so)."""
+    task: dict[str, Any] = (await client.get(f"/tasks/{task_id}")).json()
+    if mode == "embedded":
+        assert task["status"] == "running", task
+        return task
+    assert task["status"] in {"queued", "running"}, task
+    async with asyncio.timeout(15), client.stream("GET", f"/tasks/{task_id}/events") as stream:
+        async for event in events(stream):
+            assert event.task["status"] not in TERMINAL, event.task
+            if event.task["status"] == "running":
+                return event.task
+    raise AssertionError("the event stream closed before the task ran")
+
+
+def runner_pid(server: Server, mode: str, request: pytest.FixtureRequest) -> int:
+    """The process whose tasks' process tasks run in a child: the server, or in Celery
+    mode the worker (its prefork pool processes run them)."""
+    if mode == "celery":
+        backend: CeleryBackend = request.getfixturevalue("celery_backend")
+        return backend.worker.pid
+    return server.pid
+
+
 async def test_seed_process_route_answers_202_at_once_while_the_job_runs(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, mode: str,
 ) -> None:
     started = time.perf_counter()
     response = await client.get("/process")
@@ -32,19 +62,18 @@ async def test_seed_process_route_answers_202_at_once_while_the_job_runs(
     assert body["status"] in {"queued", "running"}
     location = response.headers["Location"]
     assert location == f"/tasks/{body['task_id']}"
-    task = (await client.get(location)).json()
+    task = await running_now(client, body["task_id"], mode)
     assert task["name"] == "long_task"
-    assert task["status"] == "running"
 
     assert (await client.post(f"{location}/cancel")).status_code == 202  # leave nothing running
     assert (await wait_terminal(client, body["task_id"]))["status"] == "cancelled"
 
 
 async def test_thread_task_succeeds_and_healthz_answers_while_it_blocks(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, mode: str,
 ) -> None:
     task = await submit(client, "blocking_sleep", 2.0)
-    assert (await client.get(f"/tasks/{task['id']}")).json()["status"] == "running"
+    await running_now(client, task["id"], mode)
 
     started = time.perf_counter()
     health = await client.get("/healthz")
@@ -75,19 +104,37 @@ async def test_process_task_succeeds_under_the_real_server_with_an_exact_big_res
     assert isinstance(done["result"], int)
 
 
+@pytest.mark.xfail_celery(reason=(
+    "product: in Celery mode a process task runs in the prefork pool process at the "
+    "worker's own nice (0), OFFLOAD_PROCESS_NICE is not applied (nor documented as such)"))
+async def test_process_tasks_run_at_a_lower_cpu_priority(
+    client: httpx.AsyncClient, server: Server, mode: str, request: pytest.FixtureRequest
+) -> None:
+    task = await submit(client, "spin_reporting_pid")
+    try:
+        pid = await worker_pid(client, task["id"])
+        niceness = nice_of(pid)
+    finally:
+        assert (await client.post(f"/tasks/{task['id']}/cancel")).status_code == 202
+        assert (await wait_terminal(client, task["id"]))["status"] == "cancelled"
+    lower = min(19, nice_of(runner_pid(server, mode, request)) + Settings().process_nice)
+    assert niceness == lower, "process tasks run at a lower CPU priority"
+
+
 async def test_cancel_of_a_running_process_task_kills_its_worker_and_the_pool_runs_on(
-    client: httpx.AsyncClient, server: Server
+    client: httpx.AsyncClient, mode: str,
 ) -> None:
     task = await submit(client, "spin_reporting_pid")
     pid = await worker_pid(client, task["id"])
-    lower = min(19, nice_of(server.pid) + Settings().process_nice)
-    assert nice_of(pid) == lower, "process tasks run at a lower CPU priority"
 
     cancel = await client.post(f"/tasks/{task['id']}/cancel")
     assert cancel.status_code == 202, cancel.text
     done = await wait_terminal(client, task["id"])
     assert done["status"] == "cancelled", done
-    assert not alive(pid), f"the worker process {pid} still runs after the cancel"
+    if mode == "embedded":
+        assert not alive(pid), f"the worker process {pid} still runs after the cancel"
+    else:  # a Celery pool process ends once the record is settled (docs/celery.md, Cancel)
+        await wait_until(lambda: not alive(pid), f"the pool process {pid} ends", 30)
 
     after = await submit(client, "cpu", 1000)
     finished = await wait_terminal(client, after["id"])
@@ -96,7 +143,7 @@ async def test_cancel_of_a_running_process_task_kills_its_worker_and_the_pool_ru
 
 
 async def test_event_stream_sends_each_progress_of_count_and_closes_after_the_terminal_event(
-    client: httpx.AsyncClient,
+    client: httpx.AsyncClient, mode: str,
 ) -> None:
     n = 5
     response = await client.post("/tasks", json={"name": "count", "kwargs": {"n": n,
@@ -120,6 +167,12 @@ async def test_event_stream_sends_each_progress_of_count_and_closes_after_the_te
     assert all(not is_terminal(e) for e in received[:-1]), "nothing follows the terminal event"
     already = int(first.task["progress"]["current"]) if first.task["progress"] else 0
     progress = [e.task["progress"]["current"] for e in received if e.kind == "progress"]
-    assert progress == list(range(already + 1, n + 1)), "every step, in order, none missed"
+    if mode == "embedded":
+        assert progress == list(range(already + 1, n + 1)), "every step, in order, none missed"
+    else:  # the web process reads a worker's changes from the Redis store's feed, one per
+        # task and read (status outranks progress: docs/store-design.md, "The change feed")
+        assert progress == sorted(set(progress)), "in order, none twice"
+        assert set(progress) <= set(range(already + 1, n + 1))
+        assert last.task["progress"]["current"] == n, "the last step is in the end state"
     assert already < n, "the stream was opened before the task finished"
     assert {e.task["id"] for e in received} == {task_id}
