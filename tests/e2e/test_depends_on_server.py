@@ -3,7 +3,9 @@ a restart, and two Hypercorn workers share it (a dependant submitted on one work
 when its dependency, run by either, succeeds; a cancel on one reaches the other's).
 
 Which task ran, and how often, comes from the runs journal of ``durable_tasks``; a
-dependency is held by a gate file until the test creates it (nothing is timed).
+dependency is held by a gate file until the test creates it (nothing is timed). The last
+test runs on the module's server in both modes (see conftest.py): embedded, and in Celery
+mode with the tasks on a worker.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
-from .durable_tasks import starts_by_key
+from .durable_tasks import read_runs, starts_by_key
+from .helpers import submit, wait_terminal
 from .sqlite_helpers import (
     CLIENT_TIMEOUT,
     WAIT,
+    key_prefix,
     pinned_clients,
     post,
     serving,
@@ -101,3 +105,30 @@ async def test_two_workers_share_dependencies(tmp_path: Path) -> None:
             assert done["status"] == other["status"] == "succeeded", done
     started = starts_by_key(runs)
     assert len(started["w-b"]) == 1
+
+
+async def test_dependants_on_the_module_server(client: httpx.AsyncClient, runs: Path,
+                                               tmp_path: Path) -> None:
+    """The same rules on the module's server, embedded or in Celery mode (tasks on a
+    worker): a dependant waits, then runs once after its dependency succeeds; a cancelled
+    dependency cancels its dependant, which never runs."""
+    key, gate = key_prefix(), tmp_path / "gate"
+    a = await submit(client, "journal_run", f"{key}a", 60.0, str(gate))
+    b = await submit(client, "journal_run", f"{key}b", depends_on=[a["id"]])
+    c = await submit(client, "journal_run", f"{key}c", 60.0, str(gate))
+    d = await submit(client, "add", 1, 2, depends_on=[c["id"]])
+    assert (b["status"], d["status"]) == ("waiting", "waiting")
+    await wait_until(lambda: {f"{key}a", f"{key}c"} <= set(starts_by_key(runs, key)),
+                     "both dependencies started")
+    assert (await client.post(f"/tasks/{c['id']}/cancel")).status_code == 202
+    cancelled = await wait_terminal(client, d["id"])
+    assert cancelled["status"] == "cancelled", cancelled
+    assert c["id"] in cancelled["error"]["message"]
+    assert (await client.get(f"/tasks/{b['id']}")).json()["status"] == "waiting"
+    gate.touch()
+    done = await wait_terminal(client, b["id"])
+    assert (done["status"], done["result"]) == ("succeeded", f"{key}b")
+    started = starts_by_key(runs, key)
+    assert len(started[f"{key}b"]) == 1
+    assert started[f"{key}b"][0].at >= max(run.at for run in read_runs(runs)
+                                           if run.key == f"{key}a" and run.event == "end")

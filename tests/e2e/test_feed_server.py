@@ -1,6 +1,8 @@
 """GET /events on the real server: a stream on either of two workers (one SQLite file) sees
 the tasks the other runs; a reader that stops reading is reset, not buffered without end;
-a stream ends when the server stops, after the last changes, without holding the exit."""
+a stream ends when the server stops, after the last changes, without holding the exit.
+The last test runs on the module's server in both modes (see conftest.py), embedded and
+in Celery mode (the dashboard's feed of tasks that Celery workers run)."""
 
 from __future__ import annotations
 
@@ -215,3 +217,24 @@ async def test_a_stream_ends_after_the_last_changes_when_the_server_stops(
     assert last.data["error"]["type"] == "Interrupted"
     output = server.output()
     assert "Traceback" not in output, output[-4000:]
+
+
+async def test_a_stream_on_the_module_server_sees_each_task_to_its_end(
+        client: httpx.AsyncClient, runs: Path) -> None:
+    """``GET /events`` on the module's server, embedded or in Celery mode (the web process
+    serving the stream runs nothing; a worker runs the tasks): every task through to its
+    end, ids increasing, no reset."""
+    prefix, count = key_prefix(), 4
+    async with client.stream("GET", "/events") as stream:
+        assert stream.status_code == 200  # subscribed now
+        tasks = [await submit(client, "journal_run", f"{prefix}{i}", 0.1) for i in range(count)]
+        ids = {task["id"] for task in tasks}
+        events = await read_until_all_ended(stream, ids)
+    numbers = [int((e.id or "").rsplit("-", 1)[1]) for e in events]
+    assert numbers == sorted(numbers), "ids increase within a stream"
+    assert "reset" not in {e.kind for e in events}
+    ended = {e.data["id"]: e.data for e in events
+             if e.kind == "status" and e.data["status"] in TERMINAL}
+    assert {task_id: (task["status"], task["result"]) for task_id, task in ended.items()} == {
+        task["id"]: ("succeeded", f"{prefix}{i}") for i, task in enumerate(tasks)}
+    assert {run.id for run in starts(runs, prefix)} == ids

@@ -5,7 +5,11 @@ that server; after the restart each one's id, a group's too, is waited on over H
 ``GET /task-types`` and the OpenAPI document, refused by name, and renders like any task.
 
 Which step ran, and how often, comes from the runs journal of ``durable_tasks``; the
-gated steps hold until the test creates the gate file (nothing is timed).
+gated steps hold until the test creates the gate file (nothing is timed). Those tests are
+about one server's SQLite file and its library: a task that submits others runs only in
+the embedded service (in Celery mode it would run on a worker, where that is not supported
+yet: docs/celery.md, "Limits"). The last test, over HTTP only, runs on the module's server
+in both modes (see conftest.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ import httpx
 import pytest
 
 from .durable_tasks import starts_by_key
-from .sqlite_helpers import CLIENT_TIMEOUT, MODULES, WAIT, serving, start_sqlite, wait_until
+from .sqlite_helpers import (
+    CLIENT_TIMEOUT,
+    MODULES,
+    WAIT,
+    serving,
+    start_sqlite,
+    timestamp,
+    wait_until,
+)
 from .sse import events
 
 pytestmark = pytest.mark.e2e
@@ -126,3 +138,30 @@ async def check_the_group_task_is_internal(http: httpx.AsyncClient, group_id: st
     async with http.stream("GET", f"/tasks/{group_id}/events") as stream:
         seen = [event async for event in events(stream)]
     assert [(e.kind, e.task["status"]) for e in seen] == [("status", "succeeded")]
+
+
+async def test_a_batch_graph_runs_and_the_group_type_stays_internal(
+        client: httpx.AsyncClient) -> None:
+    """Over HTTP, on the module's server in both modes (embedded, and in Celery mode with
+    the steps on a worker): in a batch whose tasks depend on each other by index, a step
+    starts once its dependency has ended, and one whose dependency failed is cancelled
+    without running; ``offload.group`` cannot be submitted by name."""
+    batch = await call(client, "POST", "/tasks/batch", json={"tasks": [
+        {"name": "add", "args": [1, 2]},
+        {"name": "add", "args": [3, 4], "depends_on": [0]},
+        {"name": "fail", "args": ["boom"]},
+        {"name": "add", "args": [5, 6], "depends_on": [1, 2]}]})
+    first, second, failing, last = batch["items"]
+    assert second["depends_on"] == [first["id"]]
+    done = await wait_for(client, second["id"])
+    assert (done["status"], done["result"]) == ("succeeded", 7)
+    assert timestamp(done["started_at"]) >= timestamp(
+        (await wait_for(client, first["id"]))["finished_at"])
+    assert (await wait_for(client, failing["id"]))["status"] == "failed"
+    cancelled = await wait_for(client, last["id"])
+    assert (cancelled["status"], cancelled["error"]["type"]) == ("cancelled", "DependencyFailed")
+    assert cancelled["started_at"] is None
+    types = await call(client, "GET", "/task-types")
+    assert "offload.group" not in [t["name"] for t in types["items"]]
+    refused = await client.post("/tasks", json={"name": "offload.group", "args": [[1, 2]]})
+    assert refused.status_code == 422, refused.text
