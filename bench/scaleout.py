@@ -8,12 +8,15 @@ prefork -c N``), all with ``OFFLOAD_TASK_MODULES=bench.scaleout_tasks``. The bas
 seed's Flask under gunicorn + Celery 5 + Redis (``bench/flask_celery_app.py``,
 ``bench/celery_app.py``), the stack B2, B3 and B5 use. Both sides' workers get the same
 flags (``--without-gossip --without-mingle --without-heartbeat``, log level WARNING).
-Everything is fresh for each run, on 127.0.0.1, free ports, stopped by PID.
+Everything is fresh for each run, on 127.0.0.1, free ports, stopped by PID (the deployments
+are in ``bench/scaleout_stacks.py``).
 
 - B10a: end to end over HTTP (B2's driver, ``bench/e2e.py single``), one worker process
   (``-c 1``) each side: Offload ÷ Flask + Celery.
 - B10b: Offload with two worker processes (one ``celery worker -c 2``) ÷ one (``-c 1``),
-  measured in B10a's rounds; the seed's stack with ``-c 2`` for information.
+  measured in B10a's rounds; the seed's stack with ``-c 2`` for information; and, also for
+  information, a backlog drained by ``-c 1`` and ``-c 2`` with the web process out of the
+  way (``bench/scaleout_drain.py``).
 - B10c: idle submit-to-start latency stamped inside the task: plain Celery ``.delay()``
   (``bench.inprocess b5-celery``) against the library's ``submit()`` in a process with the
   deployment's settings (``bench/scaleout_latency.py``), each to a ``-c 1`` prefork worker.
@@ -24,160 +27,21 @@ the web side, the worker (its pool processes included), redis-server, and the dr
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
-import re
 import resource
 import statistics
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from bench import procs
+from bench import scaleout_drain
 from bench.common import Outcome, Row, e2e, order, percentile, product_python, run_json, say
-from bench.procs import BENCH_BIN, HOST, REPO, Proc
-from bench.sqlite import ACCESS
+from bench.procs import BENCH_BIN
+from bench.scaleout_stacks import FLASK_WORKERS, celery_stack, offload_stack
 
 if TYPE_CHECKING:
     from bench.run import Sizes
 
-TASKS_MODULE = "bench.scaleout_tasks"
-FLASK_WORKERS = 5  # B2's gunicorn sync workers (2 x cores + 1)
-WORKER_FLAGS = ("--pool", "prefork", "--loglevel", "WARNING", "--without-gossip",
-                "--without-mingle", "--without-heartbeat")  # procs.celery_worker's too
-READY_S = 60.0  # a fresh deployment's first task: imports and pool processes on 2 cores
 LATENCY_CONCURRENCY = 1  # B10c: one pool process each side
-# Celery's "[time: ERROR/MainProcess]" and Hypercorn's "[ERROR]" lines, and tracebacks
-PROBLEM = re.compile(r"(?:ERROR|CRITICAL)/|\[(?:ERROR|CRITICAL)\]|Traceback")
-WARNING = re.compile(r"WARNING/|\[WARNING\]")
-
-
-# -- the deployments ---------------------------------------------------------------------------
-
-@dataclass
-class Stack:
-    """One deployment's processes, by part."""
-
-    web: Proc | None
-    parts: dict[str, list[Proc]] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
-
-    def cpu(self) -> dict[str, float]:
-        """CPU seconds used so far by each part (every process of its sessions)."""
-        return {part: sum(cpu_seconds(p) for p in started)
-                for part, started in self.parts.items()}
-
-    def logs(self) -> dict[str, Any]:
-        return {p.name: scan_log(p.log) for started in self.parts.values() for p in started
-                if p.name != "redis"}
-
-
-def scan_log(log: Path) -> dict[str, Any]:
-    """5xx answers (Hypercorn's access lines), problem lines, and warnings, in a log."""
-    statuses: Counter[str] = Counter()
-    problems: list[str] = []
-    warnings: list[str] = []
-    with contextlib.suppress(OSError), log.open(errors="replace") as lines:
-        for line in lines:
-            access = ACCESS.match(line)
-            if access:
-                statuses[access.group(2)] += 1
-            elif PROBLEM.search(line):
-                problems.append(line.rstrip()[:300])
-            elif WARNING.search(line):
-                warnings.append(line.rstrip()[:300])
-    return {"server_errors": sum(n for code, n in statuses.items() if code.startswith("5")),
-            "problem_count": len(problems), "problems": problems[:10],
-            "warning_count": len(warnings), "warnings": warnings[:5]}
-
-
-def cpu_seconds(proc: Proc) -> float:
-    """User + system CPU time of the processes in ``proc``'s session (it and its children:
-    a pool's processes, a server's workers), from /proc/<pid>/stat."""
-    ticks = 0
-    for pid in procs.session_members(proc.pid):
-        with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            fields = stat[stat.rfind(")") + 2:].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def offload_env(redis: Proc) -> dict[str, str]:
-    base = f"redis://{HOST}:{redis.port}"
-    return {"OFFLOAD_STORE": f"{base}/0", "OFFLOAD_CELERY_BROKER": f"{base}/1",
-            "OFFLOAD_TASK_MODULES": TASKS_MODULE}
-
-
-def offload_worker(logs: Path, name: str, concurrency: int, env: dict[str, str]) -> Proc:
-    """``celery -A service.celery_app worker`` (the product's venv), as a user starts it."""
-    return procs.start(name, [product_python(), "-m", "celery", "-A", "service.celery_app",
-                              "worker", *WORKER_FLAGS, f"--concurrency={concurrency}",
-                              "--hostname", f"{name}-{os.getpid()}@%h"],
-                       logs, env=procs.clean_env(PYTHONPATH=str(REPO), **env),
-                       stop_deadline=30.0)
-
-
-@contextlib.contextmanager
-def offload_stack(logs: Path, name: str, concurrency: int, web: bool = True
-                  ) -> Iterator[Stack]:
-    """redis-server, one Offload Celery worker (``-c concurrency``) and, if ``web``, one web
-    process; with ``web``, ready once a task submitted over HTTP has completed."""
-    redis = procs.redis_server(logs)
-    with procs.running(redis):
-        env = offload_env(redis)
-        worker = offload_worker(logs, f"{name}-worker", concurrency, env)
-        with procs.running(worker):
-            if not web:
-                yield Stack(None, {"worker": [worker], "redis": [redis]}, env)
-                return
-            front = procs.service(f"{name}-web", logs, 1, PYTHONPATH=str(REPO), **env)
-            with procs.running(front):
-                wait_task_done(front, worker)
-                yield Stack(front, {"web": [front], "worker": [worker], "redis": [redis]},
-                            env)
-
-
-def wait_task_done(web: Proc, worker: Proc) -> None:
-    """Readiness: an ``add`` submitted over HTTP runs on a worker and succeeds."""
-    with httpx.Client(base_url=web.url, timeout=15) as client:
-        answer = client.post("/tasks", json={"name": "add", "args": [2, 3]})
-        if answer.status_code != 202:
-            raise RuntimeError(f"{web.name}: POST /tasks answered {answer.status_code}: "
-                               f"{answer.text[:300]}")
-        path = f"/tasks/{answer.json()['id']}"
-
-        def done() -> bool:
-            task = client.get(path, params={"wait": 2}).json()
-            if task["status"] in ("failed", "cancelled"):
-                raise RuntimeError(f"the readiness task ended {task['status']}: {task}")
-            return bool(task["status"] == "succeeded" and task["result"] == 5)
-        procs.wait_until(done, f"a task run by {worker.name}", READY_S, worker, step=0.01)
-
-
-@contextlib.contextmanager
-def celery_stack(logs: Path, concurrency: int, flask: bool = True) -> Iterator[Stack]:
-    """The seed's stack: redis-server, a Celery prefork worker (``-c concurrency``, ready
-    once it has answered a task) and, if ``flask``, Flask under gunicorn."""
-    redis = procs.redis_server(logs)
-    with procs.running(redis):
-        url = f"redis://{HOST}:{redis.port}/0"
-        worker = procs.celery_worker(logs, url, concurrency)
-        with procs.running(worker):
-            if not flask:
-                yield Stack(None, {"worker": [worker], "redis": [redis]},
-                            {"BENCH_REDIS_URL": url})
-                return
-            web = procs.gunicorn("flask-celery", "bench.flask_celery_app:app", logs,
-                                 FLASK_WORKERS, BENCH_REDIS_URL=url)
-            with procs.running(web):
-                yield Stack(web, {"web": [web], "worker": [worker], "redis": [redis]},
-                            {"BENCH_REDIS_URL": url})
 
 
 # -- B10a, B10b: end to end over HTTP ----------------------------------------------------------
@@ -270,27 +134,53 @@ def b10a(s: Sizes, logs: Path) -> Outcome:
     return out
 
 
+def drain_runs(s: Sizes, logs: Path) -> dict[str, list[dict[str, Any]]]:
+    """A backlog drained by -c 1 and -c 2 workers, interleaved (``bench/scaleout_drain.py``)."""
+    runs: dict[str, list[dict[str, Any]]] = {"drain c1": [], "drain c2": []}
+    for index in range(s.rounds):
+        for key in order(index, list(runs)):
+            result = scaleout_drain.drain_run(s, logs, int(key[-1]))
+            runs[key].append(result)
+            cpu = "  ".join(f"{part} {seconds:.1f}" for part, seconds in
+                            result["cpu_s"].items())
+            say(f"  B10b round {index + 1} {key:9} {result['tasks_per_s']:8.1f} tasks/s "
+                f"({result['n']:,} tasks in {result['drain_s']:.1f} s; CPU s: {cpu}; "
+                f"{result['cpu_busy']:.2f} cores busy)")
+    return runs
+
+
 def b10b(s: Sizes, logs: Path) -> Outcome:
     out = Outcome("B10b", "Celery mode, end to end over HTTP as B10a: 2 worker processes "
                           "(one celery worker -c 2) against 1 (-c 1)",
                   params={"tasks": s.b10_tasks, "connections": s.b2_connections})
-    runs = e2e_runs(s, logs)
-    out.runs = {key: runs[key] for key in ("offload c1", "offload c2", "celery c2")}
+    runs = {**e2e_runs(s, logs), **drain_runs(s, logs)}
+    out.runs = {key: runs[key] for key in ("offload c1", "offload c2", "celery c2",
+                                           "drain c1", "drain c2")}
     out.rows = [Row("Offload Celery mode, -c 1", _rate(runs, "offload c1"), "tasks/s"),
                 Row("Offload Celery mode, -c 2", _rate(runs, "offload c2"), "tasks/s"),
                 Row("Flask + Celery + redis, -c 2 (info)", _rate(runs, "celery c2"),
+                    "tasks/s"),
+                Row("Offload backlog drained by -c 1 (info)", _rate(runs, "drain c1"),
+                    "tasks/s"),
+                Row("Offload backlog drained by -c 2 (info)", _rate(runs, "drain c2"),
                     "tasks/s")]
     ratio = out.ratio("Offload Celery mode, -c 2", "Offload Celery mode, -c 1")
     out.ratios = [("ratio Offload 2 processes / 1", ratio),
                   ("ratio Flask+Celery -c 2 / -c 1 (info)",
                    out.row("Flask + Celery + redis, -c 2 (info)").median
-                   / statistics.median(_rate(runs, "celery c1")))]
+                   / statistics.median(_rate(runs, "celery c1"))),
+                  ("ratio Offload drain -c 2 / -c 1 (info)",
+                   out.ratio("Offload backlog drained by -c 2 (info)",
+                             "Offload backlog drained by -c 1 (info)"))]
     out.bar, out.met = ">= 1.6 x one worker process", ratio >= 1.6
     out.notes.append("2 worker processes: one `celery worker -c 2` (two prefork pool "
                      "processes run tasks, one consumer feeds them), the seed's set-up (B2's "
                      "-c 2); on 2 cores a second `celery worker` would add a second "
                      "consumer process competing for the same cores. Measured in B10a's "
-                     "rounds, interleaved with them")
+                     "rounds, interleaved with them. The drain rows (info): the same tasks "
+                     "submitted in batches before the worker starts, then run by it; rate "
+                     "from the first started_at to the last finished_at "
+                     "(bench/scaleout_drain.py)")
     out.notes += [_cpu_note(runs, key) for key in ("offload c2", "celery c2")]
     _log_notes(out)
     return out

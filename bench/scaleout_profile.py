@@ -3,7 +3,7 @@ its Celery worker's pool process, while B10a's driver runs against them.
 
     .venv/bin/python -m bench.scaleout_profile [--tasks 8000] [--duration 8] [--concurrency 1]
 
-Starts the B10 deployment (``bench/scaleout.py``: redis-server, ``python -m service``, one
+Starts the B10 deployment (``bench/scaleout_stacks.py``: redis-server, ``python -m service``, one
 ``celery -A service.celery_app worker -c N``), runs ``bench/e2e.py single`` against it and,
 two seconds in, records the web process's Hypercorn worker and the worker's pool process(es)
 with py-spy (from ``bench/.venv``) for ``--duration`` seconds, all at once: collapsed stacks,
@@ -24,7 +24,7 @@ from bench import procs
 from bench.common import product_python
 from bench.procs import BENCH_BIN, REPO
 from bench.profile import RESULTS, summarize
-from bench.scaleout import offload_stack
+from bench.scaleout_stacks import offload_stack
 
 
 def record(pids: dict[str, int], duration: float) -> dict[str, str]:
