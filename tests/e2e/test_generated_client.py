@@ -38,6 +38,14 @@ GENERATE_TIMEOUT = 120  # seconds
 NPM_TIMEOUT = 300
 
 
+@pytest.fixture(scope="module")
+def mode() -> str:
+    """The embedded server only (conftest.py's ``server`` runs the modules about the HTTP
+    contract in Celery mode too; this one is about clients generated from the OpenAPI
+    document)."""
+    return "embedded"
+
+
 def fetch_document(server: Server, folder: Path) -> Path:
     response = httpx.get(f"{server.base_url}/openapi.json", timeout=30)
     assert response.status_code == 200, response.text

@@ -41,6 +41,13 @@ FENCE = re.compile(r"^```\w*$", re.MULTILINE)
 RUN_LIMIT = 120  # seconds a block may run: a hang fails the test instead of the suite
 
 
+@pytest.fixture(scope="module")
+def mode() -> str:
+    """The embedded server only (conftest.py's ``server`` runs the modules about the HTTP
+    contract in Celery mode too; this one is about the README's blocks)."""
+    return "embedded"
+
+
 @dataclass(frozen=True)
 class Block:
     kind: str
