@@ -20,6 +20,7 @@ from celery.exceptions import Reject
 from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
 
 from .errors import StoreUnavailable
+from .runner.process_worker import lower_priority
 from .scaleout.config import celery_name, make_celery, offload_name
 from .scaleout.worker import WorkerHost, load_registry
 from .settings import Settings
@@ -68,7 +69,11 @@ for _task_type in registry.every_type():  # the built-in offload.group too
 
 @worker_process_init.connect
 def _start_pool_process(**_: object) -> None:
-    """A prefork child: process tasks run in it (Celery's pool is the process pool)."""
+    """A prefork child: process tasks run in it (Celery's pool is the process pool), so it
+    runs at the process pool's lower priority (OFFLOAD_PROCESS_NICE and the opt-ins); the
+    worker's main process, which talks to the broker, keeps its own."""
+    lower_priority(settings.process_nice, settings.process_idle_priority,
+                   settings.process_yield_timer)
     global _host
     with _host_lock:
         _host = WorkerHost(settings, registry, app, inline_process=True)

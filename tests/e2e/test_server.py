@@ -104,9 +104,6 @@ async def test_process_task_succeeds_under_the_real_server_with_an_exact_big_res
     assert isinstance(done["result"], int)
 
 
-@pytest.mark.xfail_celery(reason=(
-    "product: in Celery mode a process task runs in the prefork pool process at the "
-    "worker's own nice (0), OFFLOAD_PROCESS_NICE is not applied (nor documented as such)"))
 async def test_process_tasks_run_at_a_lower_cpu_priority(
     client: httpx.AsyncClient, server: Server, mode: str, request: pytest.FixtureRequest
 ) -> None:

@@ -111,7 +111,8 @@ async def test_a_rate_limit_counts_the_starts_of_every_claim(store: RedisStore) 
     held_back = await store.claim_by_id(c.id, 0, "w", NOW + 2, LEASE, rate=rate)
     assert held_back.verdict == "limited"
     assert held_back.retry_at == rate.next_start(NOW, NOW + 2)  # a's start + the window
-    assert held_back.retry_at is not None and held_back.retry_at > NOW + 10
+    assert held_back.retry_at is not None
+    assert held_back.retry_at > NOW + 10
     assert (await fetch(store, c.id)).status is Status.QUEUED
     before = math.nextafter(held_back.retry_at, -math.inf)
     assert (await store.claim_by_id(c.id, 0, "w", before, LEASE, rate=rate)).verdict == \
