@@ -39,8 +39,9 @@ test: lint
 	$(BIN)/pytest
 
 # The benchmarks: Offload against bare Quart, Flask (sync), Flask + Celery + redis and
-# taskiq, scenarios B1-B9 (bench/run.py, bench/sqlite.py). Installs wrk and redis-server from Debian's packages
-# when missing, and the baselines into bench/.venv (the product's venv stays as it is).
+# taskiq, scenarios B1-B10 (bench/run.py, bench/sqlite.py, bench/scaleout.py). Installs
+# wrk and redis-server from Debian's packages when missing, and the baselines into
+# bench/.venv (the product's venv stays as it is).
 # `make bench QUICK=1`: a short smoke run. `make bench PROFILE=1`: py-spy on POST /tasks.
 BENCH_VENV := bench/.venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
