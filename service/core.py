@@ -37,7 +37,7 @@ from .errors import (
     TaskNotFound,
     TaskStillActive,
 )
-from .events import EventHub, Subscription, wait_until_set
+from .events import EventHub, Subscription, cancel_loops, wait_until_set
 from .feed import Feed
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
@@ -204,9 +204,7 @@ class TaskService:
         self._stopped = True
         if self.watchdog is not None:
             await self.watchdog.stop()
-        for loop_task in self._loops:
-            loop_task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_loops(self._loops)
         await self.store.close()
 
     def _loop_task_code(self) -> dict[CodeType, str]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from .feed import Feed
 from .models import JSON, TaskRecord
@@ -129,6 +130,21 @@ async def wait_until_set(event: asyncio.Event, timeout: float | None) -> bool:
     except TimeoutError:
         return False
     return True
+
+
+CANCEL_AGAIN = 1.0  # seconds before a loop that outlived its cancel is cancelled again
+
+
+async def cancel_loops(loops: Sequence[asyncio.Task[Any]]) -> None:
+    """Cancel background loops and wait until each has ended. A loop is cancelled again
+    while it runs on: a cancel that lands in a loop's own wait may be swallowed (on Python
+    3.11 ``asyncio.timeout`` can turn it into its own timeout), and a stop must not hang."""
+    pending = {loop for loop in loops if not loop.done()}
+    while pending:
+        for loop in pending:
+            loop.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN)
+    await asyncio.gather(*loops, return_exceptions=True)
 
 
 def _put_dropping_oldest(queue: asyncio.Queue[TaskEvent], event: TaskEvent) -> None:

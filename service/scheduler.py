@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .errors import NotRunning, OffloadError, QueueFull, ShuttingDown, StoreUnavailable
+from .events import cancel_loops
 from .models import JSON, Submission, TaskRecord, isoformat
 from .registry import Registry
 from .schedules import Schedule, ScheduleError
@@ -149,8 +150,7 @@ class Scheduler:
         """Stop the loop at once (a tick being submitted is abandoned with it)."""
         loop, self._loop = self._loop, None
         if loop is not None:
-            loop.cancel()
-            await asyncio.gather(loop, return_exceptions=True)
+            await cancel_loops([loop])
 
     @property
     def started(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.events import LISTENER_BUFFER, EventHub, wait_until_set
+from service.events import LISTENER_BUFFER, EventHub, cancel_loops, wait_until_set
 from service.models import Progress, Status, TaskError, TaskRecord
 
 
@@ -163,3 +163,23 @@ def test_events_carry_tracebacks_only_when_configured() -> None:
         hub.publish("status", record)
         event = subscription._queue.get_nowait()
         assert event.task["error"].get("traceback") == expected  # type: ignore[union-attr]
+
+
+async def test_cancel_loops_ends_a_loop_that_outlives_a_cancel() -> None:
+    """A loop that swallows one cancel (as a cancel landing in ``asyncio.timeout``'s expiry
+    can be on Python 3.11) is cancelled again until it ends: a stop never hangs on it."""
+    swallowed = asyncio.Event()
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()  # swallowed: the loop goes on
+        await asyncio.Event().wait()
+
+    loop = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)  # let it reach its first wait
+    async with asyncio.timeout(30):
+        await cancel_loops([loop])
+    assert swallowed.is_set()
+    assert loop.cancelled()

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from ..events import wait_until_set
+from ..events import cancel_loops, wait_until_set
 from ..metrics import Metrics
 from ..models import PENDING, Progress, Status, TaskError, TaskRecord
 from ..registry import Executor as ExecutorName
@@ -344,9 +344,7 @@ class Runner:
         """Stop claiming, give running tasks ``grace`` seconds, then stop the rest."""
         self._draining = True
         self.wake()
-        for loop_task in self._loops:
-            loop_task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await cancel_loops(self._loops)
         tasks = {j.task for j in self._jobs.values() if j.task is not None}
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
