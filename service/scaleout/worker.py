@@ -34,6 +34,7 @@ from ..stores import open_store
 from ..stores.base import ChangeKind, TaskStore
 from ..stores.dispatch import ClaimById, DispatchStore
 from .dispatcher import Dispatcher
+from .front import WorkerFront
 from .publisher import Publisher
 
 log = logging.getLogger("offload.celery")
@@ -75,6 +76,7 @@ class WorkerHost:
         self._plans: DispatchStore | None = None  # the same store, as a DispatchStore
         self._runner: Runner | None = None
         self._dispatcher: Dispatcher | None = None
+        self._front: WorkerFront | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -99,6 +101,16 @@ class WorkerHost:
         runner.start(dispatch=False)
         self._store, self._plans = store, store
         self._runner, self._dispatcher = runner, dispatcher
+        self._front = await self._open_front()
+
+    async def _open_front(self) -> WorkerFront:
+        """What ``other.submit()`` in a task here uses: the task modules' functions bound
+        to a front of this process (see :mod:`.front`)."""
+        front = WorkerFront(self.settings)
+        for module_name in self.settings.task_modules or (DEMO_MODULE,):
+            front.register_module(module_name)
+        await front.start()
+        return front
 
     def run(self, task_id: str, attempts: int, name: str) -> float | None:
         """Handle one message (blocking the calling thread until the attempt is settled):
@@ -188,6 +200,8 @@ class WorkerHost:
     async def _close(self) -> None:
         if self._runner is not None:
             await self._runner.drain(self.settings.shutdown_grace)
+        if self._front is not None:
+            await self._front.stop()
         if self._dispatcher is not None:
             await self._dispatcher.settle_background()
             self._dispatcher.publisher.close()

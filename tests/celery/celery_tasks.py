@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 
-from service import cancel_requested, current_task, task
+from service import cancel_requested, chain, current_task, task
+from service.demo import add
 from tests.e2e.durable_tasks import _is_open, _record
 
 HOLD_LIMIT = 120.0  # seconds: a task the test forgot ends by itself
@@ -49,3 +50,23 @@ async def flaky(key: str, failures: int) -> int:
     if attempt <= failures:
         raise RuntimeError(f"{key}: attempt {attempt} fails")
     return attempt
+
+
+@task
+async def fan_out(n: int) -> list[str]:
+    """Submit ``n`` adds (i + i) from inside a task; their ids."""
+    return [(await add.submit(i, i)).id for i in range(n)]
+
+
+@task
+async def chain_inside(a: int, b: int) -> str:
+    """Submit a chain from inside a task: add(a, b), then add(that, 10); the chain's id."""
+    return (await chain(add.s(a, b), add.s(10)).submit()).id
+
+
+@task
+async def wait_inside() -> int:
+    """Wait for another task's result inside a task (refused on a Celery worker)."""
+    handle = await add.submit(1, 2)
+    result: int = await handle.result(10)
+    return result
