@@ -3,7 +3,7 @@ limited to 3 starts a second, set by ``OFFLOAD_RATE_LIMITS`` as the workers read
 
 Four pool processes and tasks of 0.2 s could start 20 a second: the limit holds only if
 each worker's ``claim_by_id`` counts the starts of the other. A task held back waits (its
-message is planned again for when its rate allows a start); none fails.
+message comes back as a Celery retry when its rate allows a start); none fails.
 """
 
 from __future__ import annotations

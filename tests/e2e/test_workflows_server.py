@@ -6,10 +6,9 @@ that server; after the restart each one's id, a group's too, is waited on over H
 
 Which step ran, and how often, comes from the runs journal of ``durable_tasks``; the
 gated steps hold until the test creates the gate file (nothing is timed). Those tests are
-about one server's SQLite file and its library: a task that submits others runs only in
-the embedded service (in Celery mode it would run on a worker, where that is not supported
-yet: docs/celery.md, "Limits"). The last test, over HTTP only, runs on the module's server
-in both modes (see conftest.py).
+about one server's SQLite file and its library, so they run in the embedded service only
+(tasks that submit others on Celery workers: tests/celery/test_celery_submit_inside.py).
+The last test, over HTTP only, runs on the module's server in both modes (see conftest.py).
 """
 
 from __future__ import annotations
