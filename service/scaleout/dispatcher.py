@@ -11,6 +11,9 @@ has waited (a long backlog costs a few extra messages per task, which workers dr
 Scheduled records (a delay, a retry's wait) are planned for their time. Messages are only
 sent for records that may start now: no Celery countdown, so no message waits in a
 worker's memory (the Redis transport hands those out again after its visibility timeout).
+A type whose concurrency or rate limit holds a start back is *gated* in the store: its
+waiting records' messages are dropped, and the plan wakes them one at a time, in queue
+order, when a start may be allowed (see :mod:`~service.stores.dispatch`).
 """
 
 from __future__ import annotations
@@ -63,12 +66,13 @@ class Dispatcher:
     async def send(self, records: Sequence[TaskRecord], clear: Sequence[str] = (),
                    replan: bool = True) -> None:
         """Send these records' messages now; plan each again for when it is sent anew if
-        no worker has started it by then (``replan``: else its entry's time stands), and
-        forget the plans of ``clear``."""
+        no worker has started it by then (``replan``: else its entry's time stands; an
+        entry a worker has already cleared stays cleared), and forget the plans of
+        ``clear``."""
         if records and await self.publisher.send(records) and replan:
             now = time.time()
             await self.store.plan_dispatch({r.id: now + self._wait_after(r, now)
-                                            for r in records})
+                                            for r in records}, planned_only=True)
         if clear:
             await self.store.dispatched(clear)
 

@@ -41,8 +41,6 @@ log = logging.getLogger("offload.celery")
 T = TypeVar("T")
 CANCEL_CHECK = 0.5  # seconds between lease renewals, which report cancel requests
 HELD_RECHECK = 1.0  # seconds before a message whose attempt runs elsewhere looks again
-LIMITED_RECHECK = 1.0  # seconds before a type at its concurrency limit is tried again
-RATE_RECHECK = 60.0  # seconds at most a message held back by a rate limit waits at once
 STOP_TIMEOUT = 30.0
 DOOMED_EXIT = 70  # the exit code of a pool process ended to stop its process task
 
@@ -151,24 +149,22 @@ class WorkerHost:
             return None
         if claim.verdict == "held":  # never twice at once: look again, at most at its end
             return max(0.05, min((record.lease_expires or now) - now, HELD_RECHECK))
-        if claim.verdict == "limited":
-            # The message comes back (a Celery retry with a countdown), as Celery's own
-            # rate limits do: when the rate allows a start, else soon (a slot may free).
-            # Not through the dispatch plan: a web process that has just sent this
-            # message plans its resend after it, over any earlier time planned here.
-            wait = LIMITED_RECHECK if claim.retry_at is None else claim.retry_at - now
-            return min(max(wait, 0.05), RATE_RECHECK)
+        if claim.verdict in ("limited", "gated"):
+            return None  # its type's gate in the store wakes it when its turn comes
         await self._plans.plan_dispatch({record.id: record.scheduled_at or now})  # not_due
         return None
 
     async def _run(self, record: TaskRecord) -> None:
         assert self._runner is not None
         assert self._dispatcher is not None
+        assert self._plans is not None
         self._serving.add(record.id)
         try:
             await self._runner.run_claimed(record)
         finally:
             self._serving.discard(record.id)
+        if record.name in self.registry.concurrency_limits():  # a slot is free now
+            await self._plans.wake_gate(record.name, time.time())
         released, self._released = self._released, []
         if released:  # records that waited for this one: theirs are sent from here
             await self._dispatcher.send(released)

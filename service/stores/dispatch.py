@@ -24,8 +24,8 @@ from typing import Literal
 from ..models import TaskRecord
 from ..rate_limits import RateLimit
 
-ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "stale",
-                       "ended", "missing"]
+ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "gated",
+                       "stale", "ended", "missing"]
 """What :meth:`DispatchStore.claim_by_id` found:
 
 - ``claimed``: it was queued (or scheduled and due) at that generation: now running here.
@@ -36,7 +36,12 @@ ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "s
   look again later (at the latest when the lease ends).
 - ``not_due``: scheduled, not yet due: send the message again for ``scheduled_at``.
 - ``limited``: the type's concurrency limit is reached in the whole deployment, or its
-  rate limit allows no start now (then ``ClaimById.retry_at`` says when it will).
+  rate limit allows no start now (then ``ClaimById.retry_at`` says when it will). The
+  type's *gate* closes: its records start one at a time in their queue's order (priority,
+  then first in first out), each woken through the dispatch plan when a start may be
+  allowed. The message is done with: the gate stands for it.
+- ``gated``: the type's gate is closed and another record is first in line: the message
+  is done with, and the record is woken when its turn comes.
 - ``stale``: the record has moved on past this message (another message stands for it).
 - ``ended``: terminal (or cancelled): nothing to do.
 - ``missing``: no such record (deleted, evicted, or never stored).
@@ -69,9 +74,11 @@ class DispatchStore(ABC):
         the caller takes the lease over. Anything else changes nothing."""
 
     @abstractmethod
-    async def plan_dispatch(self, due: Mapping[str, float]) -> None:
+    async def plan_dispatch(self, due: Mapping[str, float], *, planned_only: bool = False
+                            ) -> None:
         """Record, per task id, the time its message must be sent by (replacing any
-        time already planned for it)."""
+        time already planned for it). ``planned_only``: only for ids that still have a
+        plan entry (a message sent that a worker has since taken or gated needs none)."""
 
     @abstractmethod
     async def take_dispatch(self, now: float, limit: int, again_at: float) -> list[str]:
@@ -85,4 +92,9 @@ class DispatchStore(ABC):
 
     @abstractmethod
     async def next_dispatch(self) -> float | None:
-        """The earliest planned time, or None if nothing is planned."""
+        """The earliest planned time (of a message or of a gate), or None."""
+
+    @abstractmethod
+    async def wake_gate(self, name: str, at: float) -> None:
+        """Wake the closed gate of ``name`` (if it is closed) by ``at`` at the latest: a
+        record of that name ended, so one waiting may be allowed to start."""

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 T = TypeVar("T")
+LIMITED_RECHECK = 1.0  # seconds before a gate closed by a concurrency limit looks again
 
 
 class RedisDispatch(DispatchStore):
@@ -37,7 +38,7 @@ class RedisDispatch(DispatchStore):
         answer = await self._run("claim_by_id", [
             task_id, attempts, worker, number(now), number(now + lease),
             "" if limit is None else limit, "" if rate is None else rate.starts,
-            "" if rate is None else number(rate.window)])
+            "" if rate is None else number(rate.window), number(LIMITED_RECHECK)])
         verdict = cast(ClaimVerdict, answer[0].decode())
         if len(answer) == 1:
             return ClaimById(verdict, None)
@@ -48,10 +49,16 @@ class RedisDispatch(DispatchStore):
                              rate.next_start(float(answer[2]), now))
         return ClaimById(verdict, decode_flat(answer[1]))
 
-    async def plan_dispatch(self, due: Mapping[str, float]) -> None:
+    @property
+    def gates_key(self) -> str:
+        return f"{self.options.prefix}gates"
+
+    async def plan_dispatch(self, due: Mapping[str, float], *, planned_only: bool = False
+                            ) -> None:
         if due:
             await self._guard(self._redis().zadd(
-                self.dispatch_key, {task_id: at for task_id, at in due.items()}))
+                self.dispatch_key, {task_id: at for task_id, at in due.items()},
+                xx=planned_only))
 
     async def take_dispatch(self, now: float, limit: int, again_at: float) -> list[str]:
         ids = await self._run("dispatch_take", [number(now), limit, number(again_at)])
@@ -62,9 +69,15 @@ class RedisDispatch(DispatchStore):
             await self._guard(self._redis().zrem(self.dispatch_key, *task_ids))
 
     async def next_dispatch(self) -> float | None:
-        first = await self._guard(self._redis().zrange(self.dispatch_key, 0, 0,
-                                                       withscores=True))
-        return float(first[0][1]) if first else None
+        async with self._redis().pipeline(transaction=False) as pipe:
+            pipe.zrange(self.dispatch_key, 0, 0, withscores=True)
+            pipe.zrange(self.gates_key, 0, 0, withscores=True)
+            firsts = await self._guard(pipe.execute())
+        times = [float(first[0][1]) for first in firsts if first]
+        return min(times) if times else None
+
+    async def wake_gate(self, name: str, at: float) -> None:
+        await self._guard(self._redis().zadd(self.gates_key, {name: at}, xx=True, lt=True))
 
     # -- the store's plumbing (RedisStore's own methods come first in its MRO) -----------
 

@@ -32,6 +32,10 @@ key                            type          holds
 ``P rate:<name>``              sorted set    the newest starts of a rate-limited name (at
                                              most its N): member ``<id>:<attempt>``,
                                              score the start time
+``P dispatch``                 sorted set    Celery mode: ids whose message must be sent,
+                                             by when (the dispatch plan)
+``P gates``                    sorted set    Celery mode: names whose limit held a start
+                                             back, by when their lane's head is woken
 =============================  ============  ===========================================
 
 Counts are the sizes of the status sets (``ZCARD``), so they can never drift from the

@@ -7,14 +7,28 @@ from __future__ import annotations
 
 # ARGV[4]: task id; [5]: the message's generation (attempts when it was sent); [6]: worker;
 # [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or '';
-# [10], [11]: its rate limit's starts and window, or ''. Answers {verdict} or {verdict,
-# flat hash}, and for a rate that holds it back, the N-th newest start too (verdicts: see
-# dispatch.ClaimVerdict). A record started here, ended or gone leaves the dispatch plan:
-# its message did its work. The rate log is the one the claim script keeps (P rate:<name>).
+# [10], [11]: its rate limit's starts and window, or ''; [12]: seconds before a name at its
+# concurrency limit is looked at again. Answers {verdict} or {verdict, flat hash}, and for
+# a rate that holds it back, the N-th newest start too (verdicts: see dispatch.ClaimVerdict).
+# A record started here, ended or gone leaves the dispatch plan: its message did its work.
+# The rate log is the one the claim script keeps (P rate:<name>).
+#
+# The gate of a limited name (P gates, name -> when to wake it): once a limit holds back
+# one of its records, the records of that name start in the order of its ready lane
+# (priority, then first in first out), one message at a time. A limited or out-of-turn
+# record's message is dropped (its entry leaves the dispatch plan: the gate stands for
+# it); the dispatch take wakes the lane's head when the gate's time comes, and each start
+# sets that time to when the next start may be allowed. The gate goes with the lane.
 CLAIM_BY_ID = r"""
 local id, gen, worker, now, expires, cap = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7],
                                            ARGV[8], ARGV[9]
-local starts, window = tonumber(ARGV[10]), tonumber(ARGV[11])
+local starts, window, recheck = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local function after(t) return string.format('%.17g', t) end  -- a score, exactly
+local function allowed_from(nth)  -- RateLimit.next_start, within an ulp or two
+  local at = nth + window
+  while at - nth < window do at = at + at * 2 ^ -52 end
+  return at
+end
 local h = load(id)
 if not h then
   redis.call('ZREM', P .. 'dispatch', id)
@@ -42,34 +56,67 @@ end
 if s == 'scheduled' and tonumber(h.scheduled_at) > tonumber(now) then
   return {'not_due', flatten(h)}
 end
-if cap ~= '' and redis.call('ZCARD', P .. 'n:running:' .. h.name) >= tonumber(cap) then
+if s == 'scheduled' then  -- due: in its name's ready lane from now on, started or not
+  change(h, 'queued', {})
+  feed(id, 'status')
+end
+local lane, gates = P .. 'ready:' .. h.name, P .. 'gates'
+local gated = redis.call('ZSCORE', gates, h.name)
+if gated and redis.call('ZRANGE', lane, 0, 0)[1] ~= lane_member(h) then
+  redis.call('ZREM', P .. 'dispatch', id)
+  return {'gated', flatten(h)}
+end
+local running = P .. 'n:running:' .. h.name
+if cap ~= '' and redis.call('ZCARD', running) >= tonumber(cap) then
+  redis.call('ZADD', gates, after(tonumber(now) + recheck), h.name)
+  redis.call('ZREM', P .. 'dispatch', id)
   return {'limited', flatten(h)}
 end
 local rate_log = P .. 'rate:' .. h.name
 if starts and redis.call('ZCARD', rate_log) >= starts then
   local nth = redis.call('ZREVRANGE', rate_log, starts - 1, starts - 1, 'WITHSCORES')
   -- RateLimit.holds_back, on the same doubles as the claim script
-  if tonumber(now) - tonumber(nth[2]) < window then return {'limited', flatten(h), nth[2]} end
-end
-if s == 'scheduled' then
-  change(h, 'queued', {})
-  feed(id, 'status')
+  if tonumber(now) - tonumber(nth[2]) < window then
+    redis.call('ZADD', gates, after(allowed_from(tonumber(nth[2]))), h.name)
+    redis.call('ZREM', P .. 'dispatch', id)
+    return {'limited', flatten(h), nth[2]}
+  end
 end
 change(h, 'running', {attempts = int(a + 1), started_at = now, lease_owner = worker,
                       lease_expires = expires, progress = false})
 feed(id, 'status')
+local wake = tonumber(now)
 if starts then  -- logged, keeping the newest N
   redis.call('ZADD', rate_log, now, id .. ':' .. h.attempts)
   redis.call('ZREMRANGEBYRANK', rate_log, 0, -starts - 1)
+  local nth = redis.call('ZREVRANGE', rate_log, starts - 1, starts - 1, 'WITHSCORES')
+  if #nth > 0 then wake = math.max(wake, allowed_from(tonumber(nth[2]))) end
+end
+if cap ~= '' and redis.call('ZCARD', running) >= tonumber(cap) then
+  wake = math.max(wake, tonumber(now) + recheck)
+end
+if gated then  -- the next in the lane, when a start may be allowed; no lane, no gate
+  if redis.call('EXISTS', lane) == 1 then redis.call('ZADD', gates, after(wake), h.name)
+  else redis.call('ZREM', gates, h.name) end
 end
 redis.call('ZREM', P .. 'dispatch', id)
 return {'claimed', flatten(h)}
 """
 
 # ARGV[4]: now; [5]: most ids; [6]: the time each taken id is planned again for. Answers
-# the ids whose time came, oldest first.
+# the ids whose time came, oldest first. First wakes the gates whose time came: each
+# lane's head is due now (its gate looks again at [6] if no claim sets it sooner).
 DISPATCH_TAKE = r"""
-local key = P .. 'dispatch'
+local key, gates = P .. 'dispatch', P .. 'gates'
+for _, name in ipairs(redis.call('ZRANGEBYSCORE', gates, '-inf', ARGV[4])) do
+  local head = redis.call('ZRANGE', P .. 'ready:' .. name, 0, 0)[1]
+  if head then
+    redis.call('ZADD', key, 'LT', ARGV[4], string.sub(head, 18))
+    redis.call('ZADD', gates, ARGV[6], name)
+  else
+    redis.call('ZREM', gates, name)
+  end
+end
 local ids = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(ids) do redis.call('ZADD', key, ARGV[6], id) end
 return ids

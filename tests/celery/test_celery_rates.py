@@ -1,9 +1,11 @@
-"""A rate limit in Celery mode: two Celery workers (two pool processes each) run one type
-limited to 3 starts a second, set by ``OFFLOAD_RATE_LIMITS`` as the workers read it.
+"""Limits in Celery mode: two Celery workers (two pool processes each) run one type limited
+to 3 starts a second, set by ``OFFLOAD_RATE_LIMITS`` as the workers read it, and one type
+of ``concurrency=2``.
 
 Four pool processes and tasks of 0.2 s could start 20 a second: the limit holds only if
 each worker's ``claim_by_id`` counts the starts of the other. A task held back waits (its
-message comes back as a Celery retry when its rate allows a start); none fails.
+type's gate in the store wakes one at a time, in queue order, when a start is allowed);
+none fails.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from tests.e2e.durable_tasks import starts
+from tests.e2e.durable_tasks import most_at_once, read_runs, starts
 from tests.e2e.helpers import wait_terminal
 from tests.e2e.sqlite_helpers import key_prefix
 from tests.redis_server import RedisServer
@@ -64,5 +66,30 @@ async def test_two_workers_keep_one_rate_limit(cluster: Cluster) -> None:
     assert max(times) - min(times) > 4 * PERIOD
     runs = starts(cluster.runs, key)
     assert len(runs) == TASKS  # each ran once
-    by_worker = [{run.pid for run in runs} & worker.pool_pids() for worker in cluster.workers]
-    assert all(by_worker), by_worker  # both workers started tasks of the limited type
+    assert_in_queue_order([int(run.key.removeprefix(key)) for run in runs], LIMIT)
+
+
+def assert_in_queue_order(started: list[int], first: int) -> None:
+    """Once a limit has held a start back (after the ``first`` starts at most, which race
+    for it), the type's records start in the order they were queued."""
+    after = started[first:]
+    assert after == sorted(after), started
+    assert sorted(started) == list(range(len(started)))
+
+
+async def test_two_workers_keep_one_concurrency_limit(cluster: Cluster) -> None:
+    key = key_prefix()
+    batch = {"tasks": [{"name": "limited_run", "args": [f"{key}{i}", HOLD]}
+                       for i in range(TASKS)]}
+    async with httpx.AsyncClient(base_url=cluster.web.base_url,
+                                 timeout=CLIENT_TIMEOUT) as http:
+        answer = await http.post("/tasks/batch", json=batch)
+        assert answer.status_code == 202, answer.text
+        ids = [item["id"] for item in answer.json()["items"]]
+        tasks = await asyncio.gather(*(wait_terminal(http, task_id) for task_id in ids))
+    assert [(t["status"], t["attempts"]) for t in tasks] == [("succeeded", 1)] * TASKS
+    runs = [run for run in read_runs(cluster.runs) if run.key.startswith(key)]
+    assert len(runs) == 2 * TASKS  # each ran once, start to end
+    assert most_at_once(runs) <= 2
+    assert_in_queue_order([int(run.key.removeprefix(key)) for run in runs
+                           if run.event == "start"], 2)

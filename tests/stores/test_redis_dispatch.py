@@ -154,3 +154,78 @@ async def test_the_dispatch_plan_hands_each_due_entry_to_one_taker(store: RedisS
     assert await store.next_dispatch() == NOW
     await store.dispatched(["b"])
     assert await store.next_dispatch() is None
+
+
+async def test_a_rate_limited_type_starts_in_queue_order_one_message_at_a_time(
+        store: RedisStore) -> None:
+    rate = RateLimit(1, 10.0)
+    a, b, c, d = await store.add([new("n"), new("n"), new("n", priority=5), new("n")])
+    await store.plan_dispatch({r.id: NOW + 60 for r in (a, b, c, d)})
+    assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE, rate=rate)).verdict == "claimed"
+    held = await store.claim_by_id(d.id, 0, "w", NOW + 1, LEASE, rate=rate)
+    assert held.verdict == "limited"
+    # d's message is done with: the gate stands for it, due when the rate allows a start
+    first = rate.next_start(NOW, NOW + 1)
+    assert first is not None
+    gate_at = await store.next_dispatch()
+    assert gate_at is not None
+    assert first <= gate_at < first + 1e-9
+    assert await store.take_dispatch(NOW + 9, 10, NOW + 100) == []
+    # another message of the type finds the gate closed and c first in line: dropped
+    assert (await store.claim_by_id(b.id, 0, "w", NOW + 11, LEASE, rate=rate)).verdict == \
+        "gated"
+    started = []
+    for _ in range(3):  # the gate wakes the lane's head alone, when a start is allowed
+        at = await store.next_dispatch()
+        assert at is not None
+        woken = await store.take_dispatch(at, 10, at + 100)
+        assert len(woken) == 1
+        claimed = await store.claim_by_id(woken[0], 0, "w", at, LEASE, rate=rate)
+        assert claimed.verdict == "claimed"
+        started.append(woken[0])
+        after = await store.next_dispatch()  # one start per window
+        assert after is None or after >= at + rate.window
+    assert started == [c.id, b.id, d.id]  # priority first, then first in first out
+    assert await store.next_dispatch() is None  # the lane is empty: no gate, no plan
+
+
+async def test_a_concurrency_limited_type_wakes_its_next_record_when_one_ends(
+        store: RedisStore) -> None:
+    a, b, c = await store.add([new("n"), new("n"), new("n")])
+    assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE, limit=1)).verdict == "claimed"
+    assert (await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
+    assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
+    assert await store.next_dispatch() == NOW + 1  # looked at again within a second
+    await succeed(store, await fetch(store, a.id))
+    await store.wake_gate("n", NOW + 0.25)  # a slot is free: sooner
+    assert await store.next_dispatch() == NOW + 0.25
+    await store.wake_gate("other", NOW)  # a name with no closed gate: nothing to wake
+    assert await store.next_dispatch() == NOW + 0.25
+    assert await store.take_dispatch(NOW + 0.25, 10, NOW + 100) == [b.id]
+    assert (await store.claim_by_id(b.id, 0, "w", NOW + 0.5, LEASE, limit=1)).verdict == \
+        "claimed"
+    assert await store.next_dispatch() == NOW + 1.5  # full again: c looks in a second
+
+
+async def test_a_gate_skips_what_left_the_lane_and_opens_with_it(store: RedisStore) -> None:
+    rate = RateLimit(1, 10.0)
+    a, b, c = await store.add([new("n"), new("n"), new("n", scheduled_at=NOW + 5)])
+    assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE, rate=rate)).verdict == "claimed"
+    assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, rate=rate)).verdict == "limited"
+    # a due scheduled record joins the lane, behind b
+    assert (await store.claim_by_id(c.id, 0, "w", NOW + 6, LEASE, rate=rate)).verdict == \
+        "gated"
+    assert (await fetch(store, c.id)).status is Status.QUEUED
+    await store.request_cancel(b.id, NOW + 7)  # the head ends: the next is woken instead
+    assert await store.take_dispatch(NOW + 11, 10, NOW + 100) == [c.id]
+    await store.request_cancel(c.id, NOW + 12)
+    assert await store.take_dispatch(NOW + 100, 10, NOW + 200) == [c.id]  # its resend
+    assert await store.next_dispatch() == NOW + 200  # c's entry only: the gate has gone
+
+
+async def test_a_replan_never_brings_back_an_entry_that_a_worker_cleared(
+        store: RedisStore) -> None:
+    await store.plan_dispatch({"a": NOW, "b": NOW})
+    await store.dispatched(["b"])
+    await store.plan_dispatch({"a": NOW + 5, "b": NOW + 5}, planned_only=True)
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == ["a"]
