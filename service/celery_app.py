@@ -69,11 +69,10 @@ for _task_type in registry.every_type():  # the built-in offload.group too
 
 @worker_process_init.connect
 def _start_pool_process(**_: object) -> None:
-    """A prefork child: process tasks run in it (Celery's pool is the process pool), so it
-    runs at the process pool's lower priority (OFFLOAD_PROCESS_NICE and the opt-ins); the
-    worker's main process, which talks to the broker, keeps its own."""
-    lower_priority(settings.process_nice, settings.process_idle_priority,
-                   settings.process_yield_timer)
+    """A prefork child: process tasks run in it (Celery's pool is the process pool), in a
+    thread that takes the process pool's lower priority (see InlineProcessExecutor); the
+    opt-in yield timer is the whole process's (a signal handler, set from this thread)."""
+    lower_priority(0, yield_timer=settings.process_yield_timer)
     global _host
     with _host_lock:
         _host = WorkerHost(settings, registry, app, inline_process=True)

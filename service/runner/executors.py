@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import functools
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from ..context import TaskContext, reset_current, set_current
@@ -49,9 +50,9 @@ class AsyncExecutor(Executor):
 class ThreadExecutor(Executor):
     """Plain ``def`` tasks, in a thread pool; they can only stop themselves."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, initializer: Callable[[], object] | None = None) -> None:
         self.capacity = capacity
-        self._pool = DaemonThreadPool(capacity, "offload")
+        self._pool = DaemonThreadPool(capacity, "offload", initializer)
 
     @property
     def cancellable(self) -> bool:

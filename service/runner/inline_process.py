@@ -6,11 +6,17 @@ function runs in a thread of that process (its event loop keeps the lease, progr
 cancel checks going meanwhile). A thread cannot be stopped, so a cancel or timeout marks
 the process for exit: once the attempt is settled, the worker ends the process
 (:attr:`InlineProcessExecutor.must_exit`), which is what killing a process task means.
+
+That thread alone takes the process pool's lower CPU priority (``lower``, run first in
+it): on Linux a nice value and a scheduling policy belong to a thread, so the event loop's
+thread, which renews the lease, keeps the process's own priority. (On macOS a nice value
+is the whole process's.)
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from ..context import TaskContext
@@ -21,8 +27,8 @@ from .job import Job
 class InlineProcessExecutor(ThreadExecutor):
     """One process task at a time, in this process; cancelling it dooms the process."""
 
-    def __init__(self) -> None:
-        super().__init__(1)
+    def __init__(self, lower: Callable[[], object] | None = None) -> None:
+        super().__init__(1, lower)
         self.must_exit = False
 
     @property

@@ -23,9 +23,11 @@ class DaemonThreadPool(Executor):
     by then; the thread may simply die with the process.
     """
 
-    def __init__(self, max_workers: int, name: str = "offload") -> None:
+    def __init__(self, max_workers: int, name: str = "offload",
+                 initializer: Callable[[], object] | None = None) -> None:
         self._max_workers = max_workers
         self._name = name
+        self._initializer = initializer  # run first in each thread
         self._work: queue.SimpleQueue[_WorkItem | None] = queue.SimpleQueue()
         self._idle = threading.Semaphore(0)
         self._threads: list[threading.Thread] = []
@@ -69,6 +71,8 @@ class DaemonThreadPool(Executor):
                 item[0].cancel()
 
     def _serve(self) -> None:
+        if self._initializer is not None:
+            self._initializer()
         while (item := self._work.get()) is not None:
             future, call = item
             if future.set_running_or_notify_cancel():

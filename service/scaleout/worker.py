@@ -12,6 +12,7 @@ a cancel reaches a running task, every ``CANCEL_CHECK`` seconds.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import logging
 import os
@@ -28,6 +29,7 @@ from ..models import Status, TaskRecord
 from ..registry import Registry
 from ..runner.attempt import interrupted
 from ..runner.inline_process import InlineProcessExecutor
+from ..runner.process_worker import lower_priority
 from ..runner.runner import Runner
 from ..settings import DEMO_MODULE, Settings
 from ..stores import open_store
@@ -64,7 +66,9 @@ class WorkerHost:
         self.settings = settings
         self.registry = registry
         self.app = app
-        self.inline = InlineProcessExecutor() if inline_process else None
+        self.inline = InlineProcessExecutor(functools.partial(
+            lower_priority, settings.process_nice, settings.process_idle_priority)
+        ) if inline_process else None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="offload-worker-loop")

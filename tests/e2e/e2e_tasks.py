@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 from service import TaskFunction, report_progress, task
@@ -69,3 +70,11 @@ def spin_reporting_pid() -> None:
 
 
 spin_reporting_pid = _JournaledTask(spin_reporting_pid.task_type)
+
+
+@task(executor="process")
+def spin_reporting_thread() -> None:
+    """Process: reports ``<pid> <thread id>`` of the thread that runs it, then burns CPU."""
+    report_progress(0, None, f"{os.getpid()} {threading.get_native_id()}")
+    while True:
+        pass

@@ -34,12 +34,16 @@ async def wait_terminal(client: httpx.AsyncClient, task_id: str) -> dict[str, An
 
 async def worker_pid(client: httpx.AsyncClient, task_id: str) -> int:
     """The pid a ``spin_reporting_pid`` task reports as its first progress message."""
+    return int(await first_progress_message(client, task_id))
+
+
+async def first_progress_message(client: httpx.AsyncClient, task_id: str) -> str:
     async with asyncio.timeout(15), client.stream("GET", f"/tasks/{task_id}/events") as stream:
         async for event in events(stream):
             progress = event.task["progress"]
             if progress is not None:
                 assert event.task["status"] == "running"
-                return int(progress["message"])
+                return str(progress["message"])
     raise AssertionError("the event stream closed before the task reported its pid")
 
 
@@ -47,8 +51,15 @@ def is_terminal(event: Event) -> bool:
     return event.task["status"] in TERMINAL
 
 
-def nice_of(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def threads_of(pid: int) -> list[int]:
+    return [int(entry.name) for entry in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def nice_of(pid: int, thread: int | None = None) -> int:
+    """The nice value of a process's main thread, or of one of its threads (on Linux a
+    nice value is a thread's)."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return int(fields[16])  # field 19 of proc(5); fields[0] is field 3
 
 
