@@ -37,6 +37,10 @@ class Settings:
     """Celery mode: seconds after which a startable task that no worker has claimed gets
     its message again (a broker may lose one), then twice as long as it has waited; a
     worker drops the extra ones."""
+    celery_thread_grace: float = 5.0
+    """Celery mode, prefork workers: seconds a ``def`` task has, once it is cancelled or
+    past its timeout (``cancel_requested()`` is true: the soft limit), to return before
+    its pool process is ended (the hard limit; Celery starts another)."""
     schedules: tuple[Schedule, ...] = ()
     """Periodic tasks: ``OFFLOAD_SCHEDULES``, a JSON list of ``{"name", "task", "cron" or
     "every", "timezone", "args", "kwargs", "missed", "overlap"}`` (see docs/schedules.md)."""

@@ -1,4 +1,5 @@
-"""Process tasks inside the process that runs the attempt: a Celery prefork pool's child.
+"""Process and thread tasks inside the process that runs the attempt: a Celery prefork
+pool's child.
 
 Celery's prefork pool already runs each task in a process of its own, which Celery
 restarts when it ends; starting a second process per task would only add a hop. The
@@ -40,4 +41,33 @@ class InlineProcessExecutor(ThreadExecutor):
             return await super().run(job, context)
         except asyncio.CancelledError:
             self.must_exit = True  # its thread computes on: only the process's end stops it
+            raise
+
+
+class InlineThreadExecutor(ThreadExecutor):
+    """``def`` tasks in a prefork pool's child, with Celery's soft and hard limits: a stop
+    (a cancel, a timeout) makes ``cancel_requested()`` true, and a function that has not
+    returned ``grace`` seconds later dooms the process (:attr:`must_exit`), which ends it
+    once the attempt is settled. The outcome is the stop's either way."""
+
+    def __init__(self, capacity: int, grace: float) -> None:
+        super().__init__(capacity)
+        self.grace = grace
+        self.must_exit = False
+
+    @property
+    def cancellable(self) -> bool:
+        return True
+
+    async def run(self, job: Job, context: TaskContext) -> Any:
+        call = asyncio.ensure_future(super().run(job, context))
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            self.must_exit = True  # unless it returns in time: only the process's end stops it
+            await asyncio.wait({call}, timeout=self.grace)
+            if call.done():
+                self.must_exit = False
+                if not call.cancelled():
+                    call.exception()  # retrieved: the stop's outcome stands, not the call's
             raise

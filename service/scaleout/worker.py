@@ -28,7 +28,7 @@ from ..metrics import Metrics
 from ..models import Status, TaskRecord
 from ..registry import Registry
 from ..runner.attempt import interrupted
-from ..runner.inline_process import InlineProcessExecutor
+from ..runner.inline_process import InlineProcessExecutor, InlineThreadExecutor
 from ..runner.process_worker import lower_priority
 from ..runner.runner import Runner
 from ..settings import DEMO_MODULE, Settings
@@ -69,6 +69,9 @@ class WorkerHost:
         self.inline = InlineProcessExecutor(functools.partial(
             lower_priority, settings.process_nice, settings.process_idle_priority)
         ) if inline_process else None
+        self.threads = InlineThreadExecutor(settings.thread_workers,
+                                            settings.celery_thread_grace
+                                            ) if inline_process else None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
                                         name="offload-worker-loop")
@@ -96,8 +99,9 @@ class WorkerHost:
         await store.open()
         runner = Runner(store, self.registry, Metrics(dict), self.settings, claiming=False)
         runner.renew_every = min(runner.renew_every, CANCEL_CHECK)
-        if self.inline is not None:
+        if self.inline is not None and self.threads is not None:
             runner.use_executor("process", self.inline)
+            runner.use_executor("thread", self.threads)
         dispatcher = Dispatcher(store, store, Publisher(self.app), self.settings.celery_resend)
         runner.requeuing = dispatcher.requeue
         runner.start(dispatch=False)
@@ -121,6 +125,11 @@ class WorkerHost:
         if self.inline is not None and self.inline.must_exit:
             log.warning("task %s: its process task was stopped; ending this pool process "
                         "(Celery starts another)", task_id)
+            os._exit(DOOMED_EXIT)
+        if self.threads is not None and self.threads.must_exit:
+            log.warning("task %s: its thread task did not return within "
+                        "OFFLOAD_CELERY_THREAD_GRACE after it was stopped; ending this pool "
+                        "process (Celery starts another)", task_id)
             os._exit(DOOMED_EXIT)
         return later
 

@@ -42,6 +42,17 @@ def polite(key: str, gate: str = "") -> str:
     return key
 
 
+@task(executor="thread")
+def stubborn(key: str) -> str:
+    """A thread task that never looks at cancel: journal a start, then hold."""
+    _record(key, "start")
+    deadline = time.monotonic() + HOLD_LIMIT
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    _record(key, "end")
+    return key
+
+
 @task(retries=2, retry_backoff=0.1)
 async def flaky(key: str, failures: int) -> int:
     """Fail the first ``failures`` attempts (RuntimeError), then return the attempt."""

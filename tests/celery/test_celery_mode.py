@@ -148,6 +148,35 @@ async def test_cancel_reaches_a_running_thread_task(cluster: Cluster, client: ht
         "start", "saw-cancel"]
 
 
+async def test_a_thread_task_past_its_timeout_that_returns_keeps_its_pool_process(
+        cluster: Cluster, client: httpx.AsyncClient) -> None:
+    key = key_prefix() + "polite-timeout"
+    task = await submit(client, "polite", key, timeout=0.5)
+    pid = await started(cluster, key)
+    ended = await wait_terminal(client, task["id"])
+    assert (ended["status"], ended["error"]["type"]) == ("failed", "TimeoutError")
+    assert [run.event for run in read_runs(cluster.runs) if run.key == key] == [
+        "start", "saw-cancel"]  # the soft limit: it saw cancel_requested() and returned
+    again = await submit(client, "add", 2, 2)
+    assert (await wait_terminal(client, again["id"]))["result"] == 4
+    assert pid in cluster.workers[0].pool_pids()  # no hard limit needed: still serving
+
+
+async def test_a_thread_task_that_ignores_its_timeout_has_its_pool_process_ended(
+        cluster: Cluster, client: httpx.AsyncClient) -> None:
+    key = key_prefix() + "stubborn"
+    task = await submit(client, "stubborn", key, timeout=0.5)
+    pid = await started(cluster, key)
+    ended = await wait_terminal(client, task["id"])  # OFFLOAD_CELERY_THREAD_GRACE later
+    assert (ended["status"], ended["error"]["type"]) == ("failed", "TimeoutError")
+    await wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the process is gone", 30)
+    await wait_until(lambda: len(cluster.workers[0].pool_pids()) == 2, "a new pool process", 30)
+    again = await submit(client, "add", 1, 1)
+    assert (await wait_terminal(client, again["id"]))["result"] == 2
+    assert [run.event for run in read_runs(cluster.runs) if run.key == key] == ["start"]
+    assert (await client.get(f"/tasks/{task['id']}")).json()["status"] == "failed"
+
+
 @pytest.mark.parametrize(("name", "ending"), [
     ("idempotent_run", ("succeeded", 2)), ("journal_run", ("failed", 1))])
 async def test_kill_9_of_the_process_running_a_task(

@@ -52,3 +52,19 @@ def test_shutdown_cancels_waiting_work_and_refuses_more() -> None:
     assert waiting.cancelled()
     with pytest.raises(RuntimeError):
         pool.submit(pow, 2, 2)
+
+
+def test_an_initializer_runs_first_in_each_thread_of_the_pool() -> None:
+    initialized: list[int] = []
+    pool = DaemonThreadPool(2, initializer=lambda: initialized.append(threading.get_ident()))
+    gate = threading.Event()
+
+    def hold() -> int:
+        gate.wait(10)
+        return threading.get_ident()
+
+    futures = [pool.submit(hold) for _ in range(2)]
+    gate.set()
+    ran_in = {f.result(10) for f in futures}
+    assert sorted(initialized) == sorted(ran_in)  # once per thread, in that thread
+    pool.shutdown()
