@@ -177,7 +177,10 @@ class WorkerHost:
         finally:
             self._serving.discard(record.id)
         if record.name in self.registry.concurrency_limits():  # a slot is free now
-            await self._plans.wake_gate(record.name, time.time())
+            try:
+                await self._plans.wake_gate(record.name, time.time())
+            except Exception as exc:  # the gate looks again within a second anyway
+                log.debug("waking the gate of %s failed: %s", record.name, exc)
         released, self._released = self._released, []
         if released:  # records that waited for this one: theirs are sent from here
             await self._dispatcher.send(released)
