@@ -13,11 +13,12 @@ Embed it in any asyncio program::
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
 import inspect
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import CodeType
 from typing import Any, overload
 
@@ -54,6 +55,7 @@ from .settings import Settings
 from .stores import open_store
 from .stores.base import ChangeKind, QueueBoundReached, TaskStore
 from .stores.dependencies import UnknownDependency
+from .stores.dispatch import DispatchStore
 from .upkeep import Sweeper, follow_changes
 from .watchdog import LoopWatchdog
 
@@ -281,6 +283,13 @@ class TaskService:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(self.settings.max_queue, self.settings.poll_after)
 
+    async def _add(self, records: list[TaskRecord], plan: Mapping[str, float] | None = None
+                   ) -> list[TaskRecord]:
+        if plan is None:
+            return await self.store.add(records, self.settings.max_queue)
+        assert isinstance(self.store, DispatchStore)  # CeleryDispatch checked it at start
+        return await self.store.add_planned(records, self.settings.max_queue, plan)
+
     async def _admit(self, records: list[TaskRecord], in_batch: bool = False
                      ) -> list[TaskRecord]:
         if not self.started:
@@ -289,8 +298,7 @@ class TaskService:
         admitting = asyncio.get_running_loop().create_future()
         self._admitting.add(admitting)
         try:
-            stored = await self.dispatch.admit(
-                records, lambda: self.store.add(records, self.settings.max_queue))
+            stored = await self.dispatch.admit(records, functools.partial(self._add, records))
         except QueueBoundReached:
             self.metrics.rejected.labels("queue_full").inc()
             raise QueueFull(self.settings.max_queue, self.settings.poll_after) from None

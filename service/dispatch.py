@@ -8,14 +8,22 @@ sends each startable record a Celery message, and the runner here claims nothing
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Protocol
 
 from .models import TaskRecord
 from .runner.runner import Runner
 from .settings import Settings
 from .stores.base import TaskStore
 
-Add = Callable[[], Awaitable[list[TaskRecord]]]
+
+class Add(Protocol):
+    """Adds the records being admitted to the store; with ``plan`` (task id -> time),
+    their dispatch plan's entries too, in the same step (a store that is a
+    :class:`~service.stores.dispatch.DispatchStore`)."""
+
+    def __call__(self, plan: Mapping[str, float] | None = None
+                 ) -> Awaitable[list[TaskRecord]]: ...
 
 
 class Dispatch:

@@ -52,15 +52,13 @@ class Dispatcher:
         self._background: set[asyncio.Task[Any]] = set()
 
     async def admit(self, records: Sequence[TaskRecord], add: Add) -> list[TaskRecord]:
-        """Plan each record's message, add the records, then send (in the background:
-        the caller's answer never waits for the broker) those that may start now."""
+        """Add the records with their messages' plan in one step, then send (in the
+        background: the caller's answer never waits for the broker) those that may start
+        now."""
         now = time.time()
-        await self.store.plan_dispatch({r.id: self._plan_time(r, now) for r in records})
-        stored = await add()  # refused: the plan's entries name no record and are dropped
+        stored = await add({r.id: self._plan_time(r, now) for r in records})
         fresh = [s for s, r in zip(stored, records, strict=True) if s.id == r.id]
-        known = [r.id for s, r in zip(stored, records, strict=True) if s.id != r.id]
-        self.spawn(self.send([r for r in fresh if r.status is Status.QUEUED], known,
-                             replan=False))
+        self.spawn(self.send([r for r in fresh if r.status is Status.QUEUED], replan=False))
         return stored
 
     async def send(self, records: Sequence[TaskRecord], clear: Sequence[str] = (),

@@ -17,7 +17,7 @@ record without a message.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,6 +72,12 @@ class DispatchStore(ABC):
         under ``worker``'s lease until ``now + lease``, as :meth:`~.base.TaskStore.claim`
         does. If that attempt or the one before it is running under an expired lease,
         the caller takes the lease over. Anything else changes nothing."""
+
+    @abstractmethod
+    async def add_planned(self, records: Sequence[TaskRecord], max_pending: int | None,
+                          plan: Mapping[str, float]) -> list[TaskRecord]:
+        """:meth:`~.base.TaskStore.add`, and in the same step, for each record it stores
+        (not one an idempotency key finds), the dispatch plan's entry ``plan[id]``."""
 
     @abstractmethod
     async def plan_dispatch(self, due: Mapping[str, float], *, planned_only: bool = False

@@ -172,7 +172,8 @@ end
 """
 
 # ARGV[4]: the queue bound or ''; ARGV[5]: how many records; then for each record the
-# number of its fields and the fields (name, value, ...). Answers {0} when the bound is
+# number of its fields and the fields (name, value, ...); then, in Celery mode, for each
+# record the time of its dispatch plan entry (P dispatch) or ''. Answers {0} when the bound is
 # reached, {2, i, j} when record i's (from 0) j-th dependency is unknown, else {1,
 # answers}: per record its new seq, the stored record that holds its idempotency key or,
 # for a record with dependencies, the record as added (a flat hash), or '=i' for the same
@@ -258,6 +259,8 @@ for _, i in ipairs(fresh) do
   if h.ikey then redis.call('HSET', P .. 'idem', idem_field(h.owner, h.ikey), h.id) end
   feed(h.id, 'status')
   answer[i] = seq
+  local plan = ARGV[at + i - 1]
+  if plan and plan ~= '' then redis.call('ZADD', P .. 'dispatch', plan, h.id) end
 end
 local cascade = {}
 for _, h in ipairs(cancelled_now) do ended(h, h.created_at, cascade) end

@@ -142,6 +142,10 @@ class RedisStore(RedisDispatch, TaskStore):
 
     async def add(self, records: Sequence[TaskRecord], max_pending: int | None = None
                   ) -> list[TaskRecord]:
+        return await self.add_planned(records, max_pending, {})
+
+    async def add_planned(self, records: Sequence[TaskRecord], max_pending: int | None,
+                          plan: Mapping[str, float]) -> list[TaskRecord]:
         if not records:
             return []
         args: list[Arg] = ["" if max_pending is None else max_pending, len(records)]
@@ -149,6 +153,8 @@ class RedisStore(RedisDispatch, TaskStore):
             fields = encode(record)
             args.append(len(fields) // 2)
             args.extend(fields)
+        if plan:  # each record's dispatch plan entry, or '' (see redis_lua.ADD)
+            args.extend(number(plan[r.id]) if r.id in plan else "" for r in records)
         answer = await self._run("add", args)
         if answer[0] == 0:
             raise QueueBoundReached(f"{max_pending} tasks are queued or scheduled")

@@ -13,7 +13,7 @@ import pytest
 from service.models import Status
 from service.rate_limits import RateLimit
 from service.stores import RedisStore, open_store
-from service.stores.base import Outcome
+from service.stores.base import Outcome, QueueBoundReached
 from tests.redis_server import RedisServer, fresh_prefix
 
 from .contract import LEASE, NOW, claim, fetch, new, succeed
@@ -229,3 +229,21 @@ async def test_a_replan_never_brings_back_an_entry_that_a_worker_cleared(
     await store.dispatched(["b"])
     await store.plan_dispatch({"a": NOW + 5, "b": NOW + 5}, planned_only=True)
     assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == ["a"]
+
+
+async def test_records_and_their_plan_are_added_in_one_step(store: RedisStore) -> None:
+    a, b = new(key="k"), new()
+    stored = await store.add_planned([a, b], None, {a.id: NOW + 1, b.id: NOW + 2})
+    assert [s.id for s in stored] == [a.id, b.id]
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == [a.id, b.id]
+    # the same idempotency key: the stored record answers, and no entry names the new id
+    again = new(key="k")
+    (known,) = await store.add_planned([again], None, {again.id: NOW})
+    assert known.id == a.id
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == []
+    # refused by the queue bound: neither records nor entries
+    c = new()
+    with pytest.raises(QueueBoundReached):
+        await store.add_planned([c], 2, {c.id: NOW})
+    assert await store.get(c.id) is None
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == []
