@@ -1,7 +1,8 @@
 """Getting each startable record a Celery message, with nothing lost (web and worker side).
 
-The rule: before a record becomes startable, the process that makes it so plans its
-message in the store (:class:`~service.stores.dispatch.DispatchStore`), then sends it. The
+The rule: before a record becomes startable (a submission: in the same step as the record,
+``add_planned``), the process that makes it so plans its message in the store
+(:class:`~service.stores.dispatch.DispatchStore`), then sends it. The
 plan entry goes only when a worker starts the record (``claim_by_id`` drops it in the same
 step) or finds it ended. So a process that dies before sending, a broker that is down, and
 a broker that loses a message (Redis killed while it hands one out) all leave an entry,
