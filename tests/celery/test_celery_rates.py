@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -46,20 +47,27 @@ def most_in_a_window(times: list[datetime]) -> int:
     return max(sum(1 for other in times if at <= other < at + PERIOD) for at in times)
 
 
-async def test_two_workers_keep_one_rate_limit(cluster: Cluster) -> None:
-    key = key_prefix()
-    batch = {"tasks": [{"name": "journal_run", "args": [f"{key}{i}", HOLD]}
-                       for i in range(TASKS)]}
+async def run_batch(cluster: Cluster, name: str, key: str) -> list[dict[str, Any]]:
+    """Submit TASKS of ``name`` in one batch (keys ``<key><i>``); each as it ended."""
+    batch = {"tasks": [{"name": name, "args": [f"{key}{i}", HOLD]} for i in range(TASKS)]}
     async with httpx.AsyncClient(base_url=cluster.web.base_url,
                                  timeout=CLIENT_TIMEOUT) as http:
-        types = (await http.get("/task-types")).json()
-        limited = next(t for t in types["items"] if t["name"] == "journal_run")
-        assert limited["rate_limit"] == f"{LIMIT}/s"
         answer = await http.post("/tasks/batch", json=batch)
         assert answer.status_code == 202, answer.text
         ids = [item["id"] for item in answer.json()["items"]]
         tasks = await asyncio.gather(*(wait_terminal(http, task_id) for task_id in ids))
     assert [(t["status"], t["attempts"]) for t in tasks] == [("succeeded", 1)] * TASKS
+    return tasks
+
+
+async def test_two_workers_keep_one_rate_limit(cluster: Cluster) -> None:
+    async with httpx.AsyncClient(base_url=cluster.web.base_url,
+                                 timeout=CLIENT_TIMEOUT) as http:
+        types = (await http.get("/task-types")).json()
+    limited = next(t for t in types["items"] if t["name"] == "journal_run")
+    assert limited["rate_limit"] == f"{LIMIT}/s"
+    key = key_prefix()
+    tasks = await run_batch(cluster, "journal_run", key)
     times = [datetime.fromisoformat(t["started_at"]) for t in tasks]
     assert most_in_a_window(times) <= LIMIT
     # the limit bound: 15 starts at 3 a second take more than 4 s from first to last
@@ -79,15 +87,7 @@ def assert_in_queue_order(started: list[int], first: int) -> None:
 
 async def test_two_workers_keep_one_concurrency_limit(cluster: Cluster) -> None:
     key = key_prefix()
-    batch = {"tasks": [{"name": "limited_run", "args": [f"{key}{i}", HOLD]}
-                       for i in range(TASKS)]}
-    async with httpx.AsyncClient(base_url=cluster.web.base_url,
-                                 timeout=CLIENT_TIMEOUT) as http:
-        answer = await http.post("/tasks/batch", json=batch)
-        assert answer.status_code == 202, answer.text
-        ids = [item["id"] for item in answer.json()["items"]]
-        tasks = await asyncio.gather(*(wait_terminal(http, task_id) for task_id in ids))
-    assert [(t["status"], t["attempts"]) for t in tasks] == [("succeeded", 1)] * TASKS
+    await run_batch(cluster, "limited_run", key)
     runs = [run for run in read_runs(cluster.runs) if run.key.startswith(key)]
     assert len(runs) == 2 * TASKS  # each ran once, start to end
     assert most_at_once(runs) <= 2
