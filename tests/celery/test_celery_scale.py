@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -95,3 +96,43 @@ async def test_a_worker_killed_outright_loses_nothing(cluster: Cluster) -> None:
         else:
             assert (end["status"], end["error"]["type"]) == ("failed", "Interrupted"), end
             assert len(runs) == 1
+
+
+async def test_idempotency_lists_and_stats_hold_across_web_processes(cluster: Cluster
+                                                                     ) -> None:
+    key = key_prefix()
+    one, two = clients(cluster)
+    async with one, two:
+        body, headers = {"name": "add", "args": [20, 22]}, {"Idempotency-Key": key}
+        first = await one.post("/tasks", json=body, headers=headers)
+        again = await two.post("/tasks", json=body, headers=headers)
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert again.json()["id"] == first.json()["id"]
+        other = await two.post("/tasks", json={"name": "add", "args": [1, 1]}, headers=headers)
+        assert other.status_code == 422  # the same key with another body
+        tasks = [await submit((one, two)[i % 2], "journal_run", f"{key}{i}") for i in range(7)]
+        for task in tasks:
+            await wait_terminal(one, task["id"])
+        listed = await page_through((one, two), {"name": "journal_run", "limit": 3})
+        assert len(listed) == len(set(listed))  # no task twice across pages and processes
+        ours = [task_id for task_id in listed if task_id in {t["id"] for t in tasks}]
+        assert ours == [t["id"] for t in reversed(tasks)]  # newest first, each once
+        stats = [(await web.get("/stats")).json() for web in (one, two)]
+    assert stats[0]["counts"] == stats[1]["counts"]
+    assert stats[0]["counts"]["succeeded"] >= len(tasks) + 1
+
+
+async def page_through(webs: tuple[httpx.AsyncClient, ...], params: dict[str, Any]
+                       ) -> list[str]:
+    """Every id a paged GET /tasks lists, each page asked of the next web process."""
+    ids: list[str] = []
+    cursor: str | None = None
+    for page in range(1000):
+        answer = await webs[page % len(webs)].get(
+            "/tasks", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert answer.status_code == 200, answer.text
+        ids += [item["id"] for item in answer.json()["items"]]
+        cursor = answer.json()["next_cursor"]
+        if cursor is None:
+            return ids
+    raise AssertionError("the pages never ended")
