@@ -11,13 +11,19 @@ see docs/celery.md.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
 
 from celery import Task
 from celery.exceptions import Reject
-from celery.signals import worker_process_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
 
 from .errors import StoreUnavailable
 from .runner.process_worker import lower_priority
@@ -34,6 +40,7 @@ registry = load_registry(settings)
 
 _host: WorkerHost | None = None
 _host_lock = threading.Lock()
+_worker_pid: int | None = None  # the worker's own process (its solo pool runs tasks there)
 
 
 def _current_host() -> WorkerHost:
@@ -67,11 +74,21 @@ for _task_type in registry.every_type():  # the built-in offload.group too
              acks_late=True, reject_on_worker_lost=True, max_retries=None)(run_task)
 
 
+@worker_init.connect
+def _note_the_worker(**_: object) -> None:
+    global _worker_pid
+    _worker_pid = os.getpid()
+
+
 @worker_process_init.connect
 def _start_pool_process(**_: object) -> None:
     """A prefork child: process tasks run in it (Celery's pool is the process pool), in a
     thread that takes the process pool's lower priority (see InlineProcessExecutor); the
-    opt-in yield timer is the whole process's (a signal handler, set from this thread)."""
+    opt-in yield timer is the whole process's (a signal handler, set from this thread).
+    The solo pool sends this signal in the worker itself: no pool process, so process
+    tasks go to a subprocess pool as with ``threads`` (see _current_host)."""
+    if os.getpid() == _worker_pid:
+        return
     lower_priority(0, yield_timer=settings.process_yield_timer)
     global _host
     with _host_lock:
