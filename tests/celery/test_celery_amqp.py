@@ -12,9 +12,12 @@ Nothing is timed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import amqp
 import httpx
@@ -31,7 +34,7 @@ from tests.rabbitmq_server import HOST, RabbitMQServer, running_rabbitmq
 from tests.redis_server import RedisServer, fresh_prefix, running_redis
 
 from .cluster import Deployment, start_web, start_worker
-from .conftest import Cluster
+from .conftest import CLIENT_TIMEOUT, Cluster
 
 pytestmark = pytest.mark.e2e
 DEFAULT_QUEUE = "celery"  # where Offload's messages go (Celery's default queue)
@@ -52,18 +55,18 @@ def store() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def cluster(store: RedisServer, rabbitmq: RabbitMQServer,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One web process and one worker with a single pool process, on RabbitMQ."""
-    tmp = tmp_path_factory.mktemp("celery-amqp")
+@contextlib.contextmanager
+def deployed(tmp: Path, store: RedisServer, rabbitmq: RabbitMQServer, **env: str
+             ) -> Iterator[Cluster]:
+    """One web process and one worker with a single pool process, on RabbitMQ (a store
+    of their own in ``store``), stopped at the end."""
     deployment = Deployment(f"redis://{HOST}:{store.port}/0?prefix={fresh_prefix()}",
                             rabbitmq.url, tmp / "runs.jsonl")
     found = Cluster(deployment, [], [], tmp)
     try:
         found.workers.append(start_worker(tmp, deployment, "amqp", "--pool", "prefork", "-c",
-                                          "1", "--prefetch-multiplier", "1", **NO_RESEND))
-        found.webs.append(start_web(tmp, deployment, "web1", **NO_RESEND))
+                                          "1", "--prefetch-multiplier", "1", **env))
+        found.webs.append(start_web(tmp, deployment, "web1", **env))
         yield found
     finally:
         for worker in found.workers:
@@ -71,6 +74,14 @@ def cluster(store: RedisServer, rabbitmq: RabbitMQServer,
         for web in found.webs:
             if web.process.poll() is None:
                 finish(web)
+
+
+@pytest.fixture(scope="module")
+def cluster(store: RedisServer, rabbitmq: RabbitMQServer,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with deployed(tmp_path_factory.mktemp("celery-amqp"), store, rabbitmq,
+                  **NO_RESEND) as found:
+        yield found
 
 
 def waiting_messages(rabbitmq: RabbitMQServer) -> int:
@@ -194,3 +205,41 @@ async def test_kill_9_of_the_process_running_a_task(
     log = worker.output()
     assert "WorkerLostError" in log  # Celery saw its pool process die and gave it back
     assert log.count(f"Task offload.{name}[{task['id']}] received") >= 2
+
+
+async def test_a_rabbitmq_restart_loses_no_task(
+        store: RedisServer, tmp_path: Path) -> None:
+    """RabbitMQ stopped and started again (Celery's queue is durable, its messages
+    persistent): a task running meanwhile, one whose message waited in the queue, and one
+    submitted while the broker was down (a 202: the record is stored and its message waits
+    in the dispatch plan until a web process sends it again, here a second later) each
+    run, exactly once; the worker connects again by itself. A node of its own, restarted."""
+    with running_rabbitmq() as rabbitmq, deployed(tmp_path, store, rabbitmq,
+                                                  OFFLOAD_CELERY_RESEND="1") as cluster:
+        async with httpx.AsyncClient(base_url=cluster.web.base_url,
+                                     timeout=CLIENT_TIMEOUT) as client:
+            await restart_during_tasks(cluster, client, rabbitmq)
+
+
+async def restart_during_tasks(cluster: Cluster, client: httpx.AsyncClient,
+                               rabbitmq: RabbitMQServer) -> None:
+    key, gate = key_prefix(), cluster.tmp / f"gate-{key_prefix()}"
+    running = await submit(client, "journal_run", f"{key}running", 60.0, str(gate))
+    await started(cluster, f"{key}running")
+    waiting = await submit(client, "journal_run", f"{key}waiting")
+    await wait_until(lambda: waiting_messages(rabbitmq) == 1, "its message waits", 10)
+    await asyncio.to_thread(rabbitmq.stop)  # a clean stop, as a restart does
+    during = await submit(client, "journal_run", f"{key}during")
+    assert during["status"] == "queued"
+    await asyncio.to_thread(rabbitmq.start)
+    worker = cluster.workers[0]
+    await wait_until(lambda: worker.output().count("Connected to amqp://") >= 2,
+                     "the worker is connected again", 60)
+    gate.touch()
+    for task in (running, waiting, during):
+        ended = await wait_terminal(client, task["id"])
+        assert (ended["status"], ended["attempts"]) == ("succeeded", 1), ended
+    runs = starts(cluster.runs, key)
+    assert sorted(run.key.removeprefix(key) for run in runs) == ["during", "running",
+                                                                   "waiting"]
+    assert worker.process.poll() is None
