@@ -202,13 +202,13 @@ async def test_kill_9_of_the_process_running_a_task(
         assert [run.attempt for run in runs] == [1]
         assert [run.event for run in read_runs(cluster.runs) if run.key == key] == ["start"]
     await wait_until(lambda: len(worker.pool_pids()) == 1, "a new pool process", 30)
-    log = worker.output()
-    assert "WorkerLostError" in log  # Celery saw its pool process die and gave it back
-    assert log.count(f"Task offload.{name}[{task['id']}] received") >= 2
+    assert "WorkerLostError" in worker.output()  # Celery saw its pool process die
+    await wait_until(lambda: worker.output().count(
+        f"Task offload.{name}[{task['id']}] received") >= 2, "the message comes again", 30)
 
 
 async def test_a_rabbitmq_restart_loses_no_task(
-        store: RedisServer, tmp_path: Path) -> None:
+        store: RedisServer, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """RabbitMQ stopped and started again (Celery's queue is durable, its messages
     persistent): a task running meanwhile, one whose message waited in the queue, and one
     submitted while the broker was down (a 202: the record is stored and its message waits
@@ -216,6 +216,7 @@ async def test_a_rabbitmq_restart_loses_no_task(
     run, exactly once; the worker connects again by itself. A node of its own, restarted."""
     with running_rabbitmq() as rabbitmq, deployed(tmp_path, store, rabbitmq,
                                                   OFFLOAD_CELERY_RESEND="1") as cluster:
+        request.node.funcargs["cluster"] = cluster  # a failure's report shows their logs
         async with httpx.AsyncClient(base_url=cluster.web.base_url,
                                      timeout=CLIENT_TIMEOUT) as client:
             await restart_during_tasks(cluster, client, rabbitmq)
@@ -227,7 +228,8 @@ async def restart_during_tasks(cluster: Cluster, client: httpx.AsyncClient,
     running = await submit(client, "journal_run", f"{key}running", 60.0, str(gate))
     await started(cluster, f"{key}running")
     waiting = await submit(client, "journal_run", f"{key}waiting")
-    await wait_until(lambda: waiting_messages(rabbitmq) == 1, "its message waits", 10)
+    # (a resend may have added a copy: workers drop those)
+    await wait_until(lambda: waiting_messages(rabbitmq) >= 1, "its message waits", 10)
     await asyncio.to_thread(rabbitmq.stop)  # a clean stop, as a restart does
     during = await submit(client, "journal_run", f"{key}during")
     assert during["status"] == "queued"
