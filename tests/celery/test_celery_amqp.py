@@ -207,6 +207,33 @@ async def test_kill_9_of_the_process_running_a_task(
         f"Task offload.{name}[{task['id']}] received") >= 2, "the message comes again", 30)
 
 
+async def test_a_worker_killed_outright_gives_its_message_back_to_rabbitmq(
+        cluster: Cluster, client: httpx.AsyncClient) -> None:
+    """``kill -9`` of a whole worker (every process of it) mid-task: its connection drops,
+    RabbitMQ puts the unacknowledged message back in the queue at once (no visibility
+    timeout to wait out, as with Redis), and the other worker, once free, takes it: the
+    idempotent task runs again there (attempts 2)."""
+    key, gate = key_prefix(), cluster.tmp / f"gate-{key_prefix()}"
+    first = cluster.workers[0]
+    busy = await submit(client, "journal_run", f"{key}busy", 60.0, str(gate))
+    await started(cluster, f"{key}busy")  # the first worker's one pool process
+    victim = start_worker(cluster.tmp, cluster.deployment, f"victim{key}", "--pool",
+                          "prefork", "-c", "1", "--prefetch-multiplier", "1", **NO_RESEND)
+    cluster.workers.append(victim)
+    task = await submit(client, "idempotent_run", f"{key}task", 60.0, str(gate))
+    pid = await started(cluster, f"{key}task")
+    assert pid in victim.pool_pids()
+    victim.kill()  # SIGKILL to its process group: the worker and its pool process
+    gate.touch()
+    assert (await wait_terminal(client, busy["id"]))["status"] == "succeeded"
+    ended = await wait_terminal(client, task["id"])
+    assert (ended["status"], ended["attempts"], ended["result"]) == (
+        "succeeded", 2, f"{key}task"), ended
+    runs = starts(cluster.runs, f"{key}task")
+    assert [run.attempt for run in runs] == [1, 2]
+    assert runs[1].pid in first.pool_pids()
+
+
 async def test_a_rabbitmq_restart_loses_no_task(
         store: RedisServer, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     """RabbitMQ stopped and started again (Celery's queue is durable, its messages
