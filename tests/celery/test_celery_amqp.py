@@ -5,9 +5,9 @@ redis-server keeps the records; one web process (``python -m service``) and one 
 (``celery -A service.celery_app worker --pool prefork -c 1``) use them. One pool process, so
 the broker's own order is what the tests see: priorities (queues declared with
 ``x-max-priority`` 9), a cancel of a queued task, and a message given back to RabbitMQ when
-the process running it is killed. Which process ran what comes from the runs journal of
-``tests.e2e.durable_tasks``; what waits with the broker is read from RabbitMQ itself.
-Nothing is timed.
+the process running it, or a whole worker, is killed. A restart of RabbitMQ has a node of
+its own. Which process ran what comes from the runs journal of ``tests.e2e.durable_tasks``;
+what waits with the broker is read from RabbitMQ itself. Nothing is timed.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from .conftest import CLIENT_TIMEOUT, Cluster
 
 pytestmark = pytest.mark.e2e
 DEFAULT_QUEUE = "celery"  # where Offload's messages go (Celery's default queue)
-# No resend from the dispatch plan: every message a worker gets here is one RabbitMQ
-# delivered (or delivered again), and the counts of waiting messages are exact.
+# No copy sent again from the dispatch plan: the counts of waiting messages are exact.
 NO_RESEND = {"OFFLOAD_CELERY_RESEND": "3600"}
 
 
