@@ -65,9 +65,21 @@ class InlineThreadExecutor(ThreadExecutor):
             return await asyncio.shield(call)
         except asyncio.CancelledError:
             self.must_exit = True  # unless it returns in time: only the process's end stops it
-            await asyncio.wait({call}, timeout=self.grace)
+            await self._grace(call)
             if call.done():
                 self.must_exit = False
                 if not call.cancelled():
                     call.exception()  # retrieved: the stop's outcome stands, not the call's
             raise
+
+    async def _grace(self, call: asyncio.Future[Any]) -> None:
+        """Wait up to ``grace`` for the call to return. A stop that comes again meanwhile
+        (each lease renewal repeats a pending cancel; the runner counts every cancel it
+        sends) does not cut the grace short."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace
+        while not call.done() and (left := deadline - loop.time()) > 0:
+            try:
+                await asyncio.wait({call}, timeout=left)
+            except asyncio.CancelledError:
+                continue

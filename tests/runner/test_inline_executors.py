@@ -61,3 +61,44 @@ async def test_a_thread_task_that_ignores_its_stop_dooms_the_process(
         assert threads.must_exit  # its thread runs on: the worker ends the process
     finally:
         release.set()
+
+
+async def test_a_cancel_keeps_its_whole_grace_while_renewals_repeat_it(
+        make_service: Factory) -> None:
+    # each lease renewal repeats a pending cancel; the winding up outlasts several of them
+    service = make_service()
+    service.runner.renew_every = 0.02
+    threads = InlineThreadExecutor(2, grace=HOLD_LIMIT)
+    service.runner.use_executor("thread", threads)
+    entered, renewed = threading.Event(), threading.Event()
+    renewals = 0
+    renew = service.store.renew
+
+    async def counting_renew(*args: object, **kwargs: object) -> object:
+        nonlocal renewals
+        held = await renew(*args, **kwargs)  # type: ignore[arg-type]
+        if any(held.values()):  # a cancel pending: count the renewals that repeat it
+            renewals += 1
+            if renewals >= 5:
+                renewed.set()
+        return held
+
+    service.store.renew = counting_renew  # type: ignore[method-assign]
+
+    @service.task(executor="thread")
+    def winds_up() -> str:
+        entered.set()
+        deadline = time.monotonic() + HOLD_LIMIT
+        while not cancel_requested() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        renewed.wait(HOLD_LIMIT)  # cleaning up while the cancel is repeated
+        return "wound up"
+
+    await service.start()
+    handle = await winds_up.submit()
+    assert await asyncio.to_thread(entered.wait, HOLD_LIMIT)
+    await handle.cancel()
+    ended = await handle.wait(HOLD_LIMIT)
+    assert ended.status is Status.CANCELLED
+    assert renewed.is_set()
+    assert not threads.must_exit  # it returned within its grace: the process stays
