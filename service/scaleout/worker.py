@@ -43,6 +43,10 @@ log = logging.getLogger("offload.celery")
 T = TypeVar("T")
 CANCEL_CHECK = 0.5  # seconds between lease renewals, which report cancel requests
 HELD_RECHECK = 1.0  # seconds before a message whose attempt runs elsewhere looks again
+# seconds before the closed gate of a type at its concurrency limit looks again; a worker
+# whose task of that type ends opens it at once, so this only covers a missed opening
+# (a worker killed, a lease that expired)
+LIMITED_RECHECK = 5.0
 STOP_TIMEOUT = 30.0
 DOOMED_EXIT = 70  # the exit code of a pool process ended to stop its process task
 
@@ -140,15 +144,18 @@ class WorkerHost:
         rate = self.registry.rate_limits().get(name)
         while True:
             now = time.time()
-            claim = await self._plans.claim_by_id(task_id, attempts, self._runner.worker, now,
-                                                  self.settings.lease, limit, rate)
+            claim = await self._plans.claim_by_id(
+                task_id, attempts, self._runner.worker, now, self.settings.lease, limit,
+                rate, recheck=LIMITED_RECHECK, resend=self.settings.celery_resend)
             record = claim.record
             if claim.verdict == "claimed" and record is not None:
+                self._hand_on(claim.hand_on)
                 await self._run(record)
                 return None
             if claim.verdict == "taken_over" and record is not None:
                 settled = await self._take_over(record)
                 if settled is None or settled.status is not Status.QUEUED:
+                    await self._slot_freed(record.name)
                     return None
                 attempts = settled.attempts  # handed back: run it again here, now
                 continue
@@ -176,14 +183,29 @@ class WorkerHost:
             await self._runner.run_claimed(record)
         finally:
             self._serving.discard(record.id)
-        if record.name in self.registry.concurrency_limits():  # a slot is free now
-            try:
-                await self._plans.wake_gate(record.name, time.time())
-            except Exception as exc:  # the gate looks again within a second anyway
-                log.debug("waking the gate of %s failed: %s", record.name, exc)
+        await self._slot_freed(record.name)
         released, self._released = self._released, []
         if released:  # records that waited for this one: theirs are sent from here
             await self._dispatcher.send(released)
+
+    def _hand_on(self, record: TaskRecord | None) -> None:
+        """Send the message of the next record in a closed gate's line (in the background:
+        the store has planned it, so a lost send only delays it)."""
+        if record is not None:
+            assert self._dispatcher is not None
+            self._dispatcher.spawn(self._dispatcher.send([record], replan=False))
+
+    async def _slot_freed(self, name: str) -> None:
+        """A task of ``name`` ended here: a type at its concurrency limit may start the
+        next in line now (the gate also looks again by itself: LIMITED_RECHECK)."""
+        if name not in self.registry.concurrency_limits():
+            return
+        assert self._plans is not None
+        try:
+            self._hand_on(await self._plans.open_gate(
+                name, time.time() + self.settings.celery_resend))
+        except Exception as exc:
+            log.debug("opening the gate of %s failed: %s", name, exc)
 
     async def _take_over(self, record: TaskRecord) -> TaskRecord | None:
         assert self._store is not None

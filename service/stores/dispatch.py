@@ -37,9 +37,11 @@ ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "g
 - ``not_due``: scheduled, not yet due: send the message again for ``scheduled_at``.
 - ``limited``: the type's concurrency limit is reached in the whole deployment, or its
   rate limit allows no start now (then ``ClaimById.retry_at`` says when it will). The
-  type's *gate* closes: its records start one at a time in their queue's order (priority,
-  then first in first out), each woken through the dispatch plan when a start may be
-  allowed. The message is done with: the gate stands for it.
+  type's *gate* closes: its records start in their queue's order (priority, then first
+  in first out), one message at a time. A start that leaves room for another hands the
+  next record on to its claimer (``ClaimById.hand_on``); else the next is woken through
+  the dispatch plan when a start may be allowed, or by :meth:`DispatchStore.open_gate`
+  when a task of the type ends. The message is done with: the gate stands for it.
 - ``gated``: the type's gate is closed and another record is first in line: the message
   is done with, and the record is woken when its turn comes.
 - ``stale``: the record has moved on past this message (another message stands for it).
@@ -56,6 +58,13 @@ class ClaimById:
     record: TaskRecord | None
     retry_at: float | None = None
     """For a record its rate limit holds back: the first time a start is allowed."""
+    hand_on: TaskRecord | None = None
+    """For a start under a closed gate that leaves room for another now: the next record
+    in line, whose message the claimer sends (see ``limited``)."""
+
+
+RECHECK = 5.0  # seconds before a gate closed by a concurrency limit looks again
+RESEND = 60.0  # seconds before a handed-on message is sent again (OFFLOAD_CELERY_RESEND)
 
 
 class DispatchStore(ABC):
@@ -64,14 +73,18 @@ class DispatchStore(ABC):
     @abstractmethod
     async def claim_by_id(self, task_id: str, attempts: int, worker: str, now: float,
                           lease: float, limit: int | None = None,
-                          rate: RateLimit | None = None) -> ClaimById:
+                          rate: RateLimit | None = None, *, recheck: float = RECHECK,
+                          resend: float = RESEND) -> ClaimById:
         """Start the record ``task_id`` for a message sent when it had ``attempts``
         attempts: if it is queued, or scheduled and due, with that many attempts (and
         fewer than ``limit`` of its name run in the deployment, and its ``rate`` allows
         a start at ``now``, counting the starts of every claim), it moves to running
         under ``worker``'s lease until ``now + lease``, as :meth:`~.base.TaskStore.claim`
         does. If that attempt or the one before it is running under an expired lease,
-        the caller takes the lease over. Anything else changes nothing."""
+        the caller takes the lease over. Anything else changes nothing, but for the
+        type's gate: a gate closed by ``limit`` looks again ``recheck`` seconds later,
+        and a handed-on message (``ClaimById.hand_on``) is sent again ``resend`` seconds
+        later if no worker has started its record by then."""
 
     @abstractmethod
     async def add_planned(self, records: Sequence[TaskRecord], max_pending: int | None,
@@ -101,6 +114,7 @@ class DispatchStore(ABC):
         """The earliest planned time (of a message or of a gate), or None."""
 
     @abstractmethod
-    async def wake_gate(self, name: str, at: float) -> None:
-        """Wake the closed gate of ``name`` (if it is closed) by ``at`` at the latest: a
-        record of that name ended, so one waiting may be allowed to start."""
+    async def open_gate(self, name: str, resend_at: float) -> TaskRecord | None:
+        """A task of ``name`` ended, so one waiting may be allowed to start: if the type's
+        gate is closed, the first record in line, for the caller to send its message now
+        (planned for ``resend_at`` in case it never does); else None."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ..models import TaskRecord
 from ..rate_limits import RateLimit
 from .base import ChangeKind
-from .dispatch import ClaimById, ClaimVerdict, DispatchStore
+from .dispatch import RECHECK, RESEND, ClaimById, ClaimVerdict, DispatchStore
 from .redis_codec import decode_flat, number
 from .redis_connect import RedisOptions
 from .redis_scripts import Arg
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 T = TypeVar("T")
-LIMITED_RECHECK = 1.0  # seconds before a gate closed by a concurrency limit looks again
 
 
 class RedisDispatch(DispatchStore):
@@ -34,16 +33,20 @@ class RedisDispatch(DispatchStore):
 
     async def claim_by_id(self, task_id: str, attempts: int, worker: str, now: float,
                           lease: float, limit: int | None = None,
-                          rate: RateLimit | None = None) -> ClaimById:
+                          rate: RateLimit | None = None, *, recheck: float = RECHECK,
+                          resend: float = RESEND) -> ClaimById:
         answer = await self._run("claim_by_id", [
             task_id, attempts, worker, number(now), number(now + lease),
             "" if limit is None else limit, "" if rate is None else rate.starts,
-            "" if rate is None else number(rate.window), number(LIMITED_RECHECK)])
+            "" if rate is None else number(rate.window), number(recheck),
+            number(now + resend)])
         verdict = cast(ClaimVerdict, answer[0].decode())
         if len(answer) == 1:
             return ClaimById(verdict, None)
         if verdict == "claimed":
-            return ClaimById(verdict, self._report("status", [answer[1]])[0])
+            started = self._report("status", [answer[1]])[0]
+            return ClaimById(verdict, started, hand_on=decode_flat(answer[2])
+                             if len(answer) == 3 else None)
         if len(answer) == 3 and rate is not None:  # held back by its rate: until when
             return ClaimById(verdict, decode_flat(answer[1]),
                              rate.next_start(float(answer[2]), now))
@@ -76,8 +79,9 @@ class RedisDispatch(DispatchStore):
         times = [float(first[0][1]) for first in firsts if first]
         return min(times) if times else None
 
-    async def wake_gate(self, name: str, at: float) -> None:
-        await self._guard(self._redis().zadd(self.gates_key, {name: at}, xx=True, lt=True))
+    async def open_gate(self, name: str, resend_at: float) -> TaskRecord | None:
+        head = await self._run("open_gate", [name, number(resend_at)])
+        return decode_flat(head) if head else None
 
     # -- the store's plumbing (RedisStore's own methods come first in its MRO) -----------
 

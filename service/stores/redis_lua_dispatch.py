@@ -8,8 +8,10 @@ from __future__ import annotations
 # ARGV[4]: task id; [5]: the message's generation (attempts when it was sent); [6]: worker;
 # [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or '';
 # [10], [11]: its rate limit's starts and window, or ''; [12]: seconds before a name at its
-# concurrency limit is looked at again. Answers {verdict} or {verdict, flat hash}, and for
-# a rate that holds it back, the N-th newest start too (verdicts: see dispatch.ClaimVerdict).
+# concurrency limit is looked at again; [13]: when a handed-on message is sent again if no
+# worker starts its record. Answers {verdict} or {verdict, flat hash}; for a rate that
+# holds it back, the N-th newest start too; for a start that hands on, the next record's
+# flat hash (verdicts: see dispatch.ClaimVerdict).
 # A record started here, ended or gone leaves the dispatch plan: its message did its work.
 # The rate log is the one the claim script keeps (P rate:<name>).
 #
@@ -17,12 +19,15 @@ from __future__ import annotations
 # one of its records, the records of that name start in the order of its ready lane
 # (priority, then first in first out), one message at a time. A limited or out-of-turn
 # record's message is dropped (its entry leaves the dispatch plan: the gate stands for
-# it); the dispatch take wakes the lane's head when the gate's time comes, and each start
-# sets that time to when the next start may be allowed. The gate goes with the lane.
+# it). A start that leaves room for another now hands on: the claimer sends the next
+# head's message (planned here, in case it never does). Else the start sets the gate's
+# time to when the next start may be allowed, and the dispatch take (or a worker whose
+# task of that name ended: OPEN_GATE) wakes the lane's head. The gate goes with the lane.
 CLAIM_BY_ID = r"""
 local id, gen, worker, now, expires, cap = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7],
                                            ARGV[8], ARGV[9]
 local starts, window, recheck = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local again = ARGV[13]
 local function after(t) return string.format('%.17g', t) end  -- a score, exactly
 local function allowed_from(nth)  -- RateLimit.next_start, within an ulp or two
   local at = nth + window
@@ -95,12 +100,21 @@ end
 if cap ~= '' and redis.call('ZCARD', running) >= tonumber(cap) then
   wake = math.max(wake, tonumber(now) + recheck)
 end
-if gated then  -- the next in the lane, when a start may be allowed; no lane, no gate
-  if redis.call('EXISTS', lane) == 1 then redis.call('ZADD', gates, after(wake), h.name)
-  else redis.call('ZREM', gates, h.name) end
-end
 redis.call('ZREM', P .. 'dispatch', id)
-return {'claimed', flatten(h)}
+local head = gated and redis.call('ZRANGE', lane, 0, 0)[1]
+if not gated then return {'claimed', flatten(h)} end
+if not head then  -- no lane, no gate
+  redis.call('ZREM', gates, h.name)
+  return {'claimed', flatten(h)}
+end
+if wake > tonumber(now) then  -- the next in the lane, when a start may be allowed
+  redis.call('ZADD', gates, after(wake), h.name)
+  return {'claimed', flatten(h)}
+end
+local next_id = string.sub(head, 18)  -- room for another start now: handed on
+redis.call('ZADD', P .. 'dispatch', 'LT', again, next_id)
+redis.call('ZADD', gates, again, h.name)
+return {'claimed', flatten(h), flatten(load(next_id))}
 """
 
 # ARGV[4]: now; [5]: most ids; [6]: the time each taken id is planned again for. Answers
@@ -120,4 +134,21 @@ end
 local ids = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(ids) do redis.call('ZADD', key, ARGV[6], id) end
 return ids
+"""
+
+# ARGV[4]: a name; [5]: when the woken head's message is sent again if no worker starts
+# its record. A task of that name ended: if its gate is closed, its lane's head is woken
+# now (answers its flat hash, for the caller to send; planned here in case it never does).
+OPEN_GATE = r"""
+local gates, name = P .. 'gates', ARGV[4]
+if not redis.call('ZSCORE', gates, name) then return false end
+local head = redis.call('ZRANGE', P .. 'ready:' .. name, 0, 0)[1]
+if not head then
+  redis.call('ZREM', gates, name)
+  return false
+end
+local id = string.sub(head, 18)
+redis.call('ZADD', P .. 'dispatch', 'LT', ARGV[5], id)
+redis.call('ZADD', gates, ARGV[5], name)
+return flatten(load(id))
 """

@@ -20,7 +20,8 @@ _BODIES = {"add": front.ADD, "page": front.PAGE, "cancel": front.CANCEL,
            "unclaim": runner.UNCLAIM,
            "settle": runner.SETTLE, "progress": runner.PROGRESS, "renew": runner.RENEW,
            "reclaim": runner.RECLAIM, "evict": runner.EVICT, "feed": runner.FEED,
-           "claim_by_id": dispatch.CLAIM_BY_ID, "dispatch_take": dispatch.DISPATCH_TAKE}
+           "claim_by_id": dispatch.CLAIM_BY_ID, "dispatch_take": dispatch.DISPATCH_TAKE,
+           "open_gate": dispatch.OPEN_GATE}
 
 
 class Scripts:

@@ -12,25 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from service.models import TaskRecord
+from service.stores import open_store
 from tests.e2e.durable_tasks import most_at_once, read_runs, starts
 from tests.e2e.helpers import wait_terminal
+from tests.e2e.server import finish
 from tests.e2e.sqlite_helpers import key_prefix
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, running_redis
 
-from .cluster import Deployment, running
+from .cluster import Deployment, running, start_web, start_worker
 from .conftest import CLIENT_TIMEOUT, Cluster
 
 pytestmark = pytest.mark.e2e
 LIMIT, PERIOD = 3, timedelta(seconds=1)
 TASKS = 15
 HOLD = 0.2  # seconds each task runs
+DEADLINE = 60.0  # seconds for tasks held by nothing but a limit to end
+POLL = 0.05  # seconds between two looks at the store
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +100,65 @@ async def test_two_workers_keep_one_concurrency_limit(cluster: Cluster) -> None:
     assert most_at_once(runs) <= 2
     assert_in_queue_order([int(run.key.removeprefix(key)) for run in runs
                            if run.event == "start"], 2)
+
+
+async def test_a_type_at_its_concurrency_limit_drains_with_no_web_process(
+        tmp_path: Path) -> None:
+    # a redis-server of its own: the module's workers would take this broker's messages
+    with running_redis() as redis:
+        await drain_with_no_web_process(redis, tmp_path)
+
+
+async def drain_with_no_web_process(redis: RedisServer, tmp_path: Path) -> None:
+    # Four pool processes for a type of concurrency=2: messages that find both slots taken
+    # are dropped (its gate stands for them). The web process is gone before a slot frees:
+    # each worker whose task ends hands the next in line its message, and each start with
+    # room left hands on the one after.
+    deployment = Deployment.on(redis, tmp_path / "runs.jsonl")
+    opened, key = tmp_path / "open", key_prefix()
+    worker = start_worker(tmp_path, deployment, "w", "--pool", "prefork", "-c", "4")
+    try:
+        web = start_web(tmp_path, deployment, "web")
+        batch = {"tasks": [{"name": "limited_run", "args": [f"{key}{i}", DEADLINE,
+                                                            str(opened)]}
+                           for i in range(TASKS)]}
+        async with httpx.AsyncClient(base_url=web.base_url, timeout=CLIENT_TIMEOUT) as http:
+            answer = await http.post("/tasks/batch", json=batch)
+        assert answer.status_code == 202, answer.text
+        ids = [item["id"] for item in answer.json()["items"]]
+        await until(lambda: len(starts(deployment.runs, key)) == 2)
+        finish(web)  # its messages sent (a clean stop waits for that); no dispatcher left
+        opened.touch()
+        ended = await all_ended(deployment.store, ids)
+    finally:
+        worker.stop()
+    assert [(r.status.value, r.attempts) for r in ended] == [("succeeded", 1)] * TASKS
+    runs = [run for run in read_runs(deployment.runs) if run.key.startswith(key)]
+    assert len(runs) == 2 * TASKS  # each ran once, start to end
+    assert most_at_once(runs) <= 2
+    assert_in_queue_order([int(run.key.removeprefix(key)) for run in runs
+                           if run.event == "start"], 2)
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        await asyncio.sleep(POLL)
+
+
+async def all_ended(store_url: str, ids: list[str]) -> list[TaskRecord]:
+    """The records once every one has ended, read from the store itself (no web process)."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            records = [await store.get(task_id) for task_id in ids]
+            found = [r for r in records if r is not None]
+            if len(found) == len(ids) and all(r.terminal for r in found):
+                return found
+            assert time.monotonic() < deadline, [r.status.value for r in found]
+            await asyncio.sleep(POLL)
+    finally:
+        await store.close()

@@ -78,9 +78,9 @@ async def idempotent_run(key: str, seconds: float = 0.0, gate: str = "") -> str:
 
 
 @task(concurrency=2)
-async def limited_run(key: str, seconds: float = 0.0) -> str:
+async def limited_run(key: str, seconds: float = 0.0, gate: str = "") -> str:
     """``journal_run`` of a type that may run at most twice at once, deployment-wide."""
-    return await _journaled(key, seconds, "")
+    return await _journaled(key, seconds, gate)
 
 
 @task

@@ -189,22 +189,48 @@ async def test_a_rate_limited_type_starts_in_queue_order_one_message_at_a_time(
     assert await store.next_dispatch() is None  # the lane is empty: no gate, no plan
 
 
-async def test_a_concurrency_limited_type_wakes_its_next_record_when_one_ends(
+async def test_a_concurrency_limited_type_opens_its_gate_when_one_ends(
         store: RedisStore) -> None:
     a, b, c = await store.add([new("n"), new("n"), new("n")])
     assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE, limit=1)).verdict == "claimed"
     assert (await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
     assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
-    assert await store.next_dispatch() == NOW + 1  # looked at again within a second
+    assert await store.next_dispatch() == NOW + 5  # looked at again by itself, later
+    assert await store.open_gate("other", NOW + 60) is None  # no closed gate: nothing
     await succeed(store, await fetch(store, a.id))
-    await store.wake_gate("n", NOW + 0.25)  # a slot is free: sooner
-    assert await store.next_dispatch() == NOW + 0.25
-    await store.wake_gate("other", NOW)  # a name with no closed gate: nothing to wake
-    assert await store.next_dispatch() == NOW + 0.25
-    assert await store.take_dispatch(NOW + 0.25, 10, NOW + 100) == [b.id]
-    assert (await store.claim_by_id(b.id, 0, "w", NOW + 0.5, LEASE, limit=1)).verdict == \
-        "claimed"
-    assert await store.next_dispatch() == NOW + 1.5  # full again: c looks in a second
+    head = await store.open_gate("n", NOW + 60)  # a slot is free: the head, at once
+    assert head is not None
+    assert (head.id, head.status) == (b.id, Status.QUEUED)
+    assert await store.next_dispatch() == NOW + 60  # its message planned, if never sent
+    started = await store.claim_by_id(b.id, 0, "w", NOW + 0.5, LEASE, limit=1, recheck=2)
+    assert (started.verdict, started.hand_on) == ("claimed", None)  # full again
+    assert await store.next_dispatch() == NOW + 2.5  # c looks again by itself
+
+
+async def test_a_start_that_leaves_room_hands_the_next_message_on(store: RedisStore) -> None:
+    rate, limit = RateLimit(6, 10.0), 3  # the rate has room for every start below
+    records = await store.add([new("n", priority=p) for p in (0, 0, 0, 5, 0, 0)])
+    for record in records[:3]:
+        claimed = await store.claim_by_id(record.id, 0, "w", NOW, LEASE, limit, rate)
+        assert (claimed.verdict, claimed.hand_on) == ("claimed", None)  # no gate yet
+    limited = await store.claim_by_id(records[4].id, 0, "w", NOW, LEASE, limit, rate)
+    assert limited.verdict == "limited"  # the gate closes
+    for record in records[:2]:
+        await succeed(store, await fetch(store, record.id))
+    head = await store.open_gate("n", NOW + 60)  # two slots free: the head, at once
+    assert head is not None
+    chain: list[str] = []
+    while head is not None:  # each start with room left names the next
+        claimed = await store.claim_by_id(head.id, 0, "w", NOW + 1, LEASE, limit, rate,
+                                          resend=30)
+        assert claimed.verdict == "claimed"
+        chain.append(head.id)
+        head = claimed.hand_on
+        if head is not None:
+            assert head.status is Status.QUEUED
+            assert await store.take_dispatch(NOW + 31, 10, NOW + 90) == [head.id]  # planned
+    assert chain == [records[3].id, records[4].id]  # priority first; then the limit is full
+    assert await store.next_dispatch() == NOW + 1 + 5  # the gate looks again by itself
 
 
 async def test_a_gate_skips_what_left_the_lane_and_opens_with_it(store: RedisStore) -> None:
