@@ -59,6 +59,10 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # a broker connection lost mid-task: the task runs on (its record and lease say
+        # who runs it; the message handed out again finds it held), as Celery 5 does by
+        # default; Celery 6 would cancel it, and a non-idempotent task would then fail
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "task_queue_max_priority": AMQP_MAX_PRIORITY,
         "task_default_priority": celery_priority(0, settings.celery_broker),
         "broker_connection_retry_on_startup": True,
