@@ -31,7 +31,9 @@ pytestmark = pytest.mark.e2e
 HYPERCORN = tomllib.loads((REPO / "hypercorn.toml").read_text())
 KEEP_ALIVE = float(HYPERCORN["keep_alive_timeout"])
 MAX_HEAD = int(HYPERCORN["h11_max_incomplete_size"])
-FAST = 1.0  # seconds: a hostile request is answered well within this
+# seconds: a deadline, not a speed bar: a server that waited for the rest of a hostile
+# request would not answer at all (the trickled body below takes about 10 s to send)
+ANSWER_DEADLINE = 5.0
 DRIBBLERS = 500
 FILES_NEEDED = 2 * DRIBBLERS + 500  # this process and the server, with room to spare
 HUNDRED_MB = 100 * 1024 * 1024
@@ -102,7 +104,6 @@ async def test_100_mb_body_trickled_is_413_before_it_is_sent(
 ) -> None:
     before = await task_count(client)
     async with connection(server) as (reader, writer):
-        started = time.monotonic()
         writer.write(post_head(b"", HUNDRED_MB))
         await writer.drain()
 
@@ -115,8 +116,8 @@ async def test_100_mb_body_trickled_is_413_before_it_is_sent(
 
         trickling = asyncio.create_task(trickle())
         try:
-            status, headers = await asyncio.wait_for(read_head(reader), FAST)
-            elapsed = time.monotonic() - started
+            status, headers = await asyncio.wait_for(read_head(reader), ANSWER_DEADLINE)
+            sent_whole = trickling.done()
         finally:
             trickling.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
@@ -125,7 +126,7 @@ async def test_100_mb_body_trickled_is_413_before_it_is_sent(
     assert status == 413
     assert headers["content-type"] == "application/problem+json"
     assert headers["connection"] == "close"
-    assert elapsed < FAST
+    assert not sent_whole  # answered while the body was still coming
     assert await task_count(client) == before
     await assert_healthy(client)
 
@@ -143,11 +144,11 @@ async def test_an_answer_before_the_body_says_the_connection_closes(
     async with connection(server) as (reader, writer):
         writer.write(head)  # the body only after the answer, as a slow network would
         await writer.drain()
-        status, headers = await asyncio.wait_for(read_head(reader), FAST)
+        status, headers = await asyncio.wait_for(read_head(reader), ANSWER_DEADLINE)
         writer.write(body)
         with contextlib.suppress(ConnectionError):
             await writer.drain()
-        rest = await asyncio.wait_for(reader.read(), FAST)  # then the server closes
+        rest = await asyncio.wait_for(reader.read(), ANSWER_DEADLINE)  # then the server closes
 
     assert status == 415
     assert headers["connection"] == "close"
@@ -169,7 +170,7 @@ async def test_malformed_header_line_is_400(server: Server, client: httpx.AsyncC
     async with connection(server) as (reader, writer):
         writer.write(post_head(header + b"\r\n", len(body)) + body)
         await writer.drain()
-        status, _ = await asyncio.wait_for(read_head(reader), FAST)
+        status, _ = await asyncio.wait_for(read_head(reader), ANSWER_DEADLINE)
 
     assert status == 400
     assert await task_count(client) == before
@@ -191,7 +192,7 @@ async def test_a_line_break_in_a_header_ends_it_and_injects_nothing(
     async with connection(server) as (reader, writer):
         writer.write(post_head(header + b"\r\n", len(body)) + body)
         await writer.drain()
-        status, headers = await asyncio.wait_for(read_head(reader), FAST)
+        status, headers = await asyncio.wait_for(read_head(reader), ANSWER_DEADLINE)
 
     assert status == 202
     assert "x-injected" not in headers
@@ -211,7 +212,7 @@ async def test_request_head_over_64_kib_is_431(server: Server,
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Big: "
                      + b"a" * READ_SIZE + b"\r\n\r\n")
         await writer.drain()
-        status, _ = await asyncio.wait_for(read_head(reader), FAST)
+        status, _ = await asyncio.wait_for(read_head(reader), ANSWER_DEADLINE)
 
     assert status == 431
     await assert_healthy(client)
@@ -231,7 +232,7 @@ async def test_request_head_growing_past_the_limit_is_431(server: Server,
             await asyncio.wait({answer}, timeout=0.005)  # pacing: pieces, not one read
             if answer.done():
                 break
-        status, _ = await asyncio.wait_for(answer, FAST)
+        status, _ = await asyncio.wait_for(answer, ANSWER_DEADLINE)
 
     assert status == 431
     await assert_healthy(client)
@@ -265,20 +266,19 @@ async def test_500_dribbling_connections_do_not_stop_other_clients(
 
     dribblers = [asyncio.create_task(dribble()) for _ in range(DRIBBLERS)]
     try:
-        # While they dribble (each for up to KEEP_ALIVE s), others are served at once.
-        probes = 0
+        # While they dribble (each for up to KEEP_ALIVE s), others are served.
+        probes = served_while_held = 0
         deadline = time.monotonic() + KEEP_ALIVE - 1
         while time.monotonic() < deadline:
-            started = time.monotonic()
             health = await client.get("/healthz")
             task = await submit(client, "add", probes, 1)
             done = await client.get(f"/tasks/{task['id']}", params={"wait": 5})
-            elapsed = time.monotonic() - started
             assert health.status_code == 200
             assert done.json()["status"] == "succeeded"
-            assert elapsed < FAST, f"served in {elapsed:.3f}s while {DRIBBLERS} dribbled"
+            if not any(d.done() for d in dribblers):  # every dribbler still connected
+                served_while_held += 1
             probes += 1
-        assert probes >= 3
+        assert served_while_held >= 3
         await asyncio.gather(*dribblers)
     finally:
         for dribbler in dribblers:
