@@ -177,6 +177,34 @@ async def test_a_thread_task_that_ignores_its_timeout_has_its_pool_process_ended
     assert (await client.get(f"/tasks/{task['id']}")).json()["status"] == "failed"
 
 
+async def test_an_async_task_past_its_timeout_fails_and_its_process_serves_on(
+        cluster: Cluster, client: httpx.AsyncClient) -> None:
+    key = key_prefix() + "async-timeout"
+    task = await submit(client, "journal_run", key, 60.0, str(cluster.tmp / "never"),
+                        timeout=0.5)
+    pid = await started(cluster, key)
+    ended = await wait_terminal(client, task["id"])
+    assert (ended["status"], ended["error"]["type"]) == ("failed", "TimeoutError")
+    assert [run.event for run in read_runs(cluster.runs) if run.key == key] == ["start"]
+    again = await submit(client, "add", 3, 3)
+    assert (await wait_terminal(client, again["id"]))["result"] == 6
+    assert pid in cluster.workers[0].pool_pids()  # cancelled at its await: no process ended
+
+
+async def test_a_process_task_past_its_timeout_has_its_pool_process_ended(
+        cluster: Cluster, client: httpx.AsyncClient) -> None:
+    key = key_prefix() + "spin-timeout"
+    task = await submit(client, "spin", key, timeout=0.5)
+    pid = await started(cluster, key)
+    ended = await wait_terminal(client, task["id"])
+    assert (ended["status"], ended["error"]["type"]) == ("failed", "TimeoutError")
+    await wait_until(lambda: not Path(f"/proc/{pid}").exists(), "the process is gone", 30)
+    await wait_until(lambda: len(cluster.workers[0].pool_pids()) == 2, "a new pool process", 30)
+    again = await submit(client, "add", 4, 4)
+    assert (await wait_terminal(client, again["id"]))["result"] == 8
+    assert [run.event for run in read_runs(cluster.runs) if run.key == key] == ["start"]
+
+
 @pytest.mark.parametrize(("name", "ending"), [
     ("idempotent_run", ("succeeded", 2)), ("journal_run", ("failed", 1))])
 async def test_kill_9_of_the_process_running_a_task(
