@@ -42,7 +42,8 @@ from .publisher import Publisher
 log = logging.getLogger("offload.celery")
 T = TypeVar("T")
 CANCEL_CHECK = 0.5  # seconds between lease renewals, which report cancel requests
-HELD_RECHECK = 1.0  # seconds before a message whose attempt runs elsewhere looks again
+HELD_RECHECK = 1.0  # seconds before a message whose sender's attempt settles looks again
+HELD_MARGIN = 0.05  # seconds past a lease's end before a held message looks again
 # seconds before the closed gate of a type at its concurrency limit looks again; a worker
 # whose task of that type ends opens it at once, so this only covers a missed opening
 # (a worker killed, a lease that expired)
@@ -159,16 +160,21 @@ class WorkerHost:
                     return None
                 attempts = settled.attempts  # handed back: run it again here, now
                 continue
-            return await self._later(claim, now)
+            return await self._later(claim, attempts, now)
 
-    async def _later(self, claim: ClaimById, now: float) -> float | None:
+    async def _later(self, claim: ClaimById, attempts: int, now: float) -> float | None:
         """What a message that cannot start its record now does."""
         assert self._plans is not None
         record = claim.record
         if record is None or claim.verdict in ("stale", "ended"):
             return None
-        if claim.verdict == "held":  # never twice at once: look again, at most at its end
-            return max(0.05, min((record.lease_expires or now) - now, HELD_RECHECK))
+        if claim.verdict == "held":  # never twice at once: look again, at its lease's end
+            lease_left = (record.lease_expires or now) - now + HELD_MARGIN
+            if record.attempts == attempts:  # the attempt that sent it, settling: soon
+                lease_left = min(lease_left, HELD_RECHECK)
+            # its own attempt runs elsewhere (a copy, or a redelivery): only an expired
+            # lease lets it take over, and a live one is renewed, so sooner is no use
+            return max(HELD_MARGIN, lease_left)
         if claim.verdict in ("limited", "gated"):
             return None  # its type's gate in the store wakes it when its turn comes
         await self._plans.plan_dispatch({record.id: record.scheduled_at or now})  # not_due
