@@ -233,6 +233,27 @@ async def test_a_start_that_leaves_room_hands_the_next_message_on(store: RedisSt
     assert await store.next_dispatch() == NOW + 1 + 5  # the gate looks again by itself
 
 
+async def test_a_handed_on_record_cancelled_before_its_message_wakes_the_next(
+        store: RedisStore) -> None:
+    a, b, c, d = await store.add([new("n") for _ in range(4)])
+    assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE, limit=2)).verdict == "claimed"
+    assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
+    started = await store.claim_by_id(b.id, 0, "w", NOW + 1, LEASE, limit=2, resend=60)
+    assert started.hand_on is None  # 2 running: full
+    await succeed(store, await fetch(store, a.id))
+    head = await store.open_gate("n", NOW + 60)
+    assert head is not None
+    assert head.id == c.id
+    await store.request_cancel(c.id, NOW + 2)  # before its message comes: its turn passes
+    assert await store.next_dispatch() == 0  # the gate looks at once, not at its resend
+    assert await store.take_dispatch(NOW + 3, 10, NOW + 100) == [d.id]
+    assert (await store.claim_by_id(c.id, 0, "w", NOW + 3, LEASE, limit=2)).verdict == \
+        "ended"
+    assert (await store.claim_by_id(d.id, 0, "w", NOW + 3, LEASE, limit=2)).verdict == \
+        "claimed"
+    assert await store.next_dispatch() is None  # the lane is empty: no gate, no plan
+
+
 async def test_a_gate_skips_what_left_the_lane_and_opens_with_it(store: RedisStore) -> None:
     rate = RateLimit(1, 10.0)
     a, b, c = await store.add([new("n"), new("n"), new("n", scheduled_at=NOW + 5)])
