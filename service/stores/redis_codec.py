@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import jsonutil
 from ..models import Progress, Status, TaskError, TaskRecord
+from .base import ChangeKind
 
 _FLOATS = ("timeout", "created_at", "scheduled_at", "started_at", "finished_at",
            "lease_expires")
@@ -69,6 +70,33 @@ def decode(fields: Mapping[bytes, bytes]) -> TaskRecord:
 def decode_flat(flat: Sequence[bytes]) -> TaskRecord:
     """A record from a script's answer: the hash as field, value, field, value, ..."""
     return decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+_SNAPSHOT = (b"status", b"attempts", b"started_at", b"scheduled_at", b"finished_at",
+             b"error", b"cancel", b"lease_owner", b"progress", b"result")
+_KINDS: dict[bytes, ChangeKind] = {b"status": "status", b"progress": "progress"}
+
+
+def as_of_changes(records: Sequence[Sequence[bytes]],
+                  changes: Sequence[tuple[bytes, int, Sequence[bytes]]]
+                  ) -> list[tuple[ChangeKind, TaskRecord]]:
+    """The FEED script's answer as changes, each with the record as of that change: the
+    hash as it is now with the entry's state laid over it (an entry without one is of a
+    terminal record, which is the same now)."""
+    hashes = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in records]
+    now: dict[int, TaskRecord] = {}
+    answer: list[tuple[ChangeKind, TaskRecord]] = []
+    for kind, at, state in changes:
+        if not state:
+            record = now.get(at)
+            if record is None:
+                record = now[at] = decode(hashes[at - 1])
+        else:
+            fields = {k: v for k, v in hashes[at - 1].items() if k not in _SNAPSHOT}
+            fields.update(zip(state[::2], state[1::2], strict=True))
+            record = decode(fields)
+        answer.append((_KINDS[kind], record))
+    return answer
 
 
 def number(value: float) -> str:

@@ -23,7 +23,9 @@ key                            type          holds
 ``P leases``                   sorted set    running ids by ``lease_expires``
 ``P done``                     sorted set    terminal ids by ``finished_at``
 ``P feed``                     stream        the change feed: entry ``<n>-0``, fields
-                                             ``t`` (task id), ``k`` (kind), ``w`` (writer)
+                                             ``t`` (task id), ``k`` (kind), ``w`` (writer),
+                                             then the record's state as of the change
+                                             (unless terminal; see ``redis_lua.feed``)
 ``P feed:n``                   string        the last feed entry's ``n`` (the cursor)
 ``P meta:<key>``               string        a small named value of the service's (schedules)
 ``P deps:<id>``                set           the waiting records that depend on ``<id>``

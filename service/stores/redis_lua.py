@@ -97,10 +97,20 @@ local function forget(h)
   if h.ikey then redis.call('HDEL', P .. 'idem', idem_field(h.owner, h.ikey)) end
 end
 
+-- an entry carries the record's state as of the change (the fields SNAPSHOT names, as
+-- field, value, ... after t, k, w), except a terminal record's: that never changes again
+local SNAPSHOT = {'status', 'attempts', 'started_at', 'scheduled_at', 'finished_at', 'error',
+                  'cancel', 'lease_owner', 'progress'}
 local function feed(id, kind)
   local n = redis.call('INCR', P .. 'feed:n')
-  redis.call('XADD', P .. 'feed', 'MAXLEN', '~', FEED_MAX, int(n) .. '-0',
-             't', id, 'k', kind, 'w', WRITER)
+  local entry = {'t', id, 'k', kind, 'w', WRITER}
+  local now = redis.call('HMGET', record_key(id), unpack(SNAPSHOT))
+  if now[1] and not TERMINAL[now[1]] then
+    for i, f in ipairs(SNAPSHOT) do
+      if now[i] then entry[#entry + 1] = f; entry[#entry + 1] = now[i] end
+    end
+  end
+  redis.call('XADD', P .. 'feed', 'MAXLEN', '~', FEED_MAX, int(n) .. '-0', unpack(entry))
 end
 
 -- depends_on (stores/dependencies.py has the rules): a waiting record's field deps holds

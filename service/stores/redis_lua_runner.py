@@ -202,13 +202,15 @@ return dropped
 """
 
 # ARGV[4]: the reader's cursor ('' for none: start now); [5]: most entries to read.
-# Answers {cursor to pass next, gap, changes}: gap is 1 when entries after the cursor were
-# trimmed away, 2 when the feed restarted (its counter is behind the cursor: the data was
-# lost); changes are {kind, flat hash}, one per task (status outranks progress; the last
-# change's place), others' changes only, deleted records left out.
+# Answers {cursor to pass next, gap, records, changes}: gap is 1 when entries after the
+# cursor were trimmed away, 2 when the feed restarted (its counter is behind the cursor:
+# the data was lost); records are the flat hashes, as they are now, of the records changed;
+# changes are {kind, index into records, the entry's state (field, value, ...; empty for
+# a terminal record)}, every change in order, others' changes only, deleted records left
+# out.
 FEED = r"""
 local last = tonumber(redis.call('GET', P .. 'feed:n') or '0')
-if ARGV[4] == '' then return {last, 0, {}} end
+if ARGV[4] == '' then return {last, 0, {}, {}} end
 local cursor, batch, gap = tonumber(ARGV[4]), tonumber(ARGV[5]), 0
 if cursor > last then cursor = 0; gap = 2 end
 local entries = redis.call('XRANGE', P .. 'feed', int(cursor + 1), '+', 'COUNT', batch)
@@ -218,22 +220,22 @@ if gap == 0 and last > cursor and (#entries == 0 or n_of(entries[1]) > cursor + 
 end
 local upto = last
 if #entries == batch then upto = n_of(entries[#entries]) end
-local kinds, place = {}, {}
-for i, entry in ipairs(entries) do
+local records, at, changes = {}, {}, {}
+for _, entry in ipairs(entries) do
   local f = entry[2]
   if f[6] ~= WRITER then
     local id = f[2]
-    if kinds[id] ~= 'status' then kinds[id] = f[4] end
-    place[id] = i
+    if at[id] == nil then
+      local flat = redis.call('HGETALL', record_key(id))
+      at[id] = #flat > 0 and #records + 1
+      if at[id] then records[at[id]] = flat end
+    end
+    if at[id] then
+      local state = {}
+      for i = 7, #f do state[#state + 1] = f[i] end
+      changes[#changes + 1] = {f[4], at[id], state}
+    end
   end
 end
-local order = {}
-for id, _ in pairs(place) do order[#order + 1] = id end
-table.sort(order, function(a, b) return place[a] < place[b] end)
-local changes = {}
-for _, id in ipairs(order) do
-  local flat = redis.call('HGETALL', record_key(id))
-  if #flat > 0 then changes[#changes + 1] = {kinds[id], flat} end
-end
-return {upto, gap, changes}
+return {upto, gap, records, changes}
 """

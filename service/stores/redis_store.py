@@ -35,7 +35,16 @@ from .base import (
 )
 from .dependencies import UnknownDependency
 from .rate_room import earliest_start
-from .redis_codec import decode, decode_flat, encode, encode_error, encode_result, number, text
+from .redis_codec import (
+    as_of_changes,
+    decode,
+    decode_flat,
+    encode,
+    encode_error,
+    encode_result,
+    number,
+    text,
+)
 from .redis_connect import RedisOptions, connect, redacted, unavailable
 from .redis_dispatch import RedisDispatch
 from .redis_keys import LAYOUT_VERSION, Keys
@@ -229,7 +238,7 @@ class RedisStore(RedisDispatch, TaskStore):
 
     async def changes_since(self, cursor: int | None
                             ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:
-        upto, gap, changes = await self._run("feed", [
+        upto, gap, records, changes = await self._run("feed", [
             "" if cursor is None else cursor, FEED_BATCH])
         if gap and not self._gap_reported:
             self._gap_reported = True  # once per store object: a slow reader says so once
@@ -238,8 +247,7 @@ class RedisStore(RedisDispatch, TaskStore):
                         "the change feed was trimmed past this reader (raise feed_length)"
                         if gap == 1 else "the change feed started over (the server lost "
                         "its data)")
-        kinds: dict[bytes, ChangeKind] = {b"status": "status", b"progress": "progress"}
-        return int(upto), [(kinds[kind], decode_flat(flat)) for kind, flat in changes]
+        return int(upto), as_of_changes(records, changes)
 
     # -- the runner -----------------------------------------------------------------------
 

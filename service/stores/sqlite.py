@@ -33,7 +33,6 @@ from . import sqlite_reads as reads
 from .base import ChangeKind, ClaimRequest, ListQuery, Outcome, StoreUnavailable, TaskStore
 from .sqlite_lock import WriterLock
 from .sqlite_open import Options, StoreOpenError, Synchronous, open_reader, open_writer
-from .sqlite_schema import encode_progress
 from .sqlite_writer import Tx, Writer, is_busy, unavailable
 
 log = logging.getLogger("offload.store")
@@ -78,7 +77,9 @@ class SQLiteStore(TaskStore):
         self._key = b""
         # The attempts this store object handed out, by task id: (attempts, worker).
         self._held: dict[str, tuple[int, str]] = {}
-        self._progress: dict[str, tuple[int, str, Progress]] = {}
+        # per task: the attempt, the worker, and each update since the last write (in
+        # order, each with the record it was saved for: the feed gets one entry apiece)
+        self._progress: dict[str, tuple[int, str, list[TaskRecord]]] = {}
         self._flush_timer: asyncio.TimerHandle | None = None
 
     @property
@@ -236,13 +237,13 @@ class SQLiteStore(TaskStore):
                      ) -> TaskRecord | None:
         task_id, attempts = record.id, record.attempts
         outcome = dataclasses.replace(outcome)
-        progress = None
         waiting = self._progress.pop(task_id, None)  # written with the settle, never after
-        if waiting is not None and waiting[:2] == (attempts, worker):
-            progress = encode_progress(waiting[2])
+        unwritten = [] if waiting is None or waiting[:2] != (attempts, worker) else [
+            (task_id, *waiting)]
 
         def run(tx: Tx) -> TaskRecord | None:
-            settled = ops.settle(tx, task_id, attempts, worker, outcome, progress)
+            ops.write_progress(tx, unwritten)  # a no-op when it no longer holds it
+            settled = ops.settle(tx, task_id, attempts, worker, outcome, None)
             tx.after.append(lambda: self._release(task_id, attempts, worker))
             return settled
 
@@ -255,11 +256,16 @@ class SQLiteStore(TaskStore):
                     lambda conn: reads.holds(conn, record.id, record.attempts, worker)):
                 return False
             self._held[record.id] = (record.attempts, worker)
-        self._progress[record.id] = (record.attempts, worker, progress)
+        saved = dataclasses.replace(record, progress=progress)
+        waiting = self._progress.get(record.id)
+        if waiting is not None and waiting[:2] == (record.attempts, worker):
+            waiting[2].append(saved)
+        else:
+            self._progress[record.id] = (record.attempts, worker, [saved])
         if self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(
                 self.progress_interval, self._flush_later)
-        self._changed("progress", dataclasses.replace(record, progress=progress))
+        self._changed("progress", saved)
         return True
 
     async def flush(self) -> None:
@@ -276,16 +282,15 @@ class SQLiteStore(TaskStore):
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        items = [(task_id, attempts, worker, encode_progress(progress) or "null")
-                 for task_id, (attempts, worker, progress) in self._progress.items()]
+        waiting = list(self._progress.items())
         self._progress.clear()
 
-        def run(tx: Tx) -> None:
-            lost = ops.write_progress(tx, items)
+        def run(tx: Tx) -> None:  # the feed's states are encoded in the writer's thread
+            lost = ops.write_progress(tx, [(task_id, *saved) for task_id, saved in waiting])
             tx.after.append(lambda: self._release_all(lost))
 
         # With nothing to write the writer still answers in turn, after earlier writes.
-        return self._write(run, idle=lambda conn: not items)
+        return self._write(run, idle=lambda conn: not waiting)
 
     async def renew(self, worker: str, task_ids: Collection[str], now: float, lease: float
                     ) -> dict[str, bool]:

@@ -6,6 +6,7 @@ them again after a busy database or a rolled back batch.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterable, Sequence
 
@@ -13,6 +14,7 @@ from ..models import ALLOWED_MOVES, TERMINAL, Status, TaskRecord
 from . import sqlite_deps as deps
 from . import sqlite_rates
 from .base import ClaimRequest, Outcome, QueueBoundReached
+from .feed_state import state_of
 from .rate_room import StartRoom
 from .sqlite_schema import (
     CHUNK,
@@ -22,6 +24,7 @@ from .sqlite_schema import (
     decode,
     encode,
     encode_error,
+    encode_progress,
     encode_result,
 )
 from .sqlite_writer import Tx
@@ -62,7 +65,7 @@ def add(tx: Tx, records: Sequence[TaskRecord], max_pending: int | None) -> list[
         if records[index].status is Status.CANCELLED:
             deps.ended(tx, records[index], records[index].created_at)
     for index in fresh:  # so that other processes' runners hear of new work at once
-        tx.log(records[index].id, "status")
+        tx.log(records[index].id, "status", state_of(records[index]))
     for index in fresh:
         answer[index] = records[index]  # the caller's own record, numbered once committed
     tx.after.append(lambda: _number(records, fresh, seqs))
@@ -307,19 +310,25 @@ def settle(tx: Tx, task_id: str, attempts: int, worker: str, outcome: Outcome,
     return record
 
 
-def write_progress(tx: Tx, items: Sequence[tuple[str, int, str, str]]
+def write_progress(tx: Tx, items: Sequence[tuple[str, int, str, Sequence[TaskRecord]]]
                    ) -> list[tuple[str, int, str]]:
-    """Write each ``(task_id, attempts, worker, progress)`` the worker still holds; the
-    ones it does not are returned."""
+    """Write each ``(task_id, attempts, worker, saved)`` the worker still holds: the record
+    gets the latest progress saved, the feed an entry per update (in order). The ones it
+    no longer holds are returned."""
     lost = []
-    for task_id, attempts, worker, progress in items:
-        cursor = tx.conn.execute(
+    for task_id, attempts, worker, saved in items:
+        row = tx.conn.execute(
             "UPDATE tasks SET progress = ? WHERE id = ? AND status = 'running' "
-            "AND attempts = ? AND lease_owner = ?", (progress, task_id, attempts, worker))
-        if cursor.rowcount:
-            tx.log(task_id, "progress")
-        else:
+            "AND attempts = ? AND lease_owner = ? RETURNING cancel_requested",
+            (encode_progress(saved[-1].progress) or "null", task_id, attempts, worker)
+        ).fetchone()
+        if row is None:
             lost.append((task_id, attempts, worker))
+            continue
+        for record in saved:  # a cancel request the runner has not heard of yet is kept
+            if record.cancel_requested != bool(row[0]):
+                record = dataclasses.replace(record, cancel_requested=bool(row[0]))
+            tx.log(task_id, "progress", state_of(record))
     return lost
 
 

@@ -10,6 +10,7 @@ import sqlite3
 
 from ..models import Status, TaskRecord
 from .base import ChangeKind, ListQuery
+from .feed_state import as_of
 from .sqlite_ops import finished
 from .sqlite_schema import SELECT, TERMINAL_SQL, by_id, decode
 
@@ -70,28 +71,25 @@ def next_due(conn: sqlite3.Connection) -> float | None:
 
 def changes_since(conn: sqlite3.Connection, cursor: int | None, writer_id: str
                   ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:
-    """Changes other writers committed after ``cursor``: one per task (a status change
-    outranks progress), with the record as it is now; deleted records are left out."""
+    """Changes other writers committed after ``cursor``, each in order with the record as
+    of that change (see :mod:`.feed_state`); deleted records are left out."""
     if cursor is None:
         (last,) = conn.execute("SELECT coalesce(max(n), 0) FROM changes").fetchone()
         return int(last), []
     conn.execute("BEGIN")  # one snapshot for the feed and the records
     try:
         # this process's own changes are skipped in SQL: under load they are most of them
-        rows = conn.execute("SELECT n, task_id, kind FROM changes WHERE n > ? AND writer != ? "
-                            "ORDER BY n LIMIT ?", (cursor, writer_id, FEED_BATCH)).fetchall()
+        rows = conn.execute("SELECT n, task_id, kind, state FROM changes "
+                            "WHERE n > ? AND writer != ? ORDER BY n LIMIT ?",
+                            (cursor, writer_id, FEED_BATCH)).fetchall()
         if len(rows) == FEED_BATCH:
             last = rows[-1][0]
         else:  # every change up to the newest was seen
             (last,) = conn.execute("SELECT coalesce(max(n), ?) FROM changes",
                                    (cursor,)).fetchone()
-        kinds: dict[str, ChangeKind] = {}
-        for _, task_id, kind in rows:
-            earlier = kinds.pop(task_id, None)  # re-inserted: the latest comes last
-            kinds[task_id] = "status" if earlier == "status" else kind
-        records = by_id(conn, list(kinds))
-        return int(last), [(kind, records[task_id]) for task_id, kind in kinds.items()
-                           if task_id in records]
+        records = by_id(conn, list(dict.fromkeys(task_id for _, task_id, _, _ in rows)))
+        return int(last), [(kind, as_of(records[task_id], state))
+                           for _, task_id, kind, state in rows if task_id in records]
     finally:
         conn.execute("COMMIT")
 

@@ -115,9 +115,11 @@ CREATE TABLE IF NOT EXISTS rate_starts (name TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS rate_starts_by_name ON rate_starts (name, at);
 
 -- The change feed other processes read: appended with every status change, cancel
--- request and progress write, pruned to the newest rows by evict().
+-- request and progress update, pruned to the newest rows by evict(). state: the record
+-- as of the change (stores/feed_state.py), NULL for a terminal one.
 CREATE TABLE IF NOT EXISTS changes (
-    n INTEGER PRIMARY KEY, task_id TEXT NOT NULL, kind TEXT NOT NULL, writer TEXT NOT NULL);
+    n INTEGER PRIMARY KEY, task_id TEXT NOT NULL, kind TEXT NOT NULL, writer TEXT NOT NULL,
+    state TEXT);
 """
 
 
@@ -129,6 +131,10 @@ def create(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if row is not None and row[0] == 1:
         _upgrade_from_1(conn)
+    if "state" not in {column for _, column, *_ in conn.execute("PRAGMA table_info(changes)")}:
+        # a file of an earlier version 2: older readers and writers name their columns,
+        # so the column is added in place and both keep working on the file
+        conn.execute("ALTER TABLE changes ADD COLUMN state TEXT")
     conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
     (version,) = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     if version != SCHEMA_VERSION:

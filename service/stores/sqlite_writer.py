@@ -26,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from ..models import TaskRecord
 from .base import ChangeKind, StoreUnavailable
+from .feed_state import state_of
 from .sqlite_lock import WriterLock
 
 log = logging.getLogger("offload.store")
@@ -78,14 +79,15 @@ class Tx:
         self.events: list[Event] = []
         self.after: list[Callable[[], None]] = []
 
-    def log(self, task_id: str, kind: ChangeKind) -> None:
-        """Append to the change feed that other processes read."""
-        self.conn.execute("INSERT INTO changes (task_id, kind, writer) VALUES (?, ?, ?)",
-                          (task_id, kind, self.writer_id))
+    def log(self, task_id: str, kind: ChangeKind, state: str | None = None) -> None:
+        """Append to the change feed that other processes read; ``state`` is the record's
+        as of the change (see :mod:`.feed_state`)."""
+        self.conn.execute("INSERT INTO changes (task_id, kind, writer, state) "
+                          "VALUES (?, ?, ?, ?)", (task_id, kind, self.writer_id, state))
 
     def changed(self, kind: ChangeKind, record: TaskRecord) -> None:
         """A change for the feed and, after the commit, for this store's listener."""
-        self.log(record.id, kind)
+        self.log(record.id, kind, state_of(record))
         self.events.append((kind, record))
 
 

@@ -101,7 +101,8 @@ async def test_the_change_feed_carries_one_store_s_changes_to_the_other(pair: Pa
     await a.save_progress(running, "w", Progress(1, 2))
     cursor, changes = await b.changes_since(cursor)
     assert [(kind, r.id, r.status, r.progress) for kind, r in changes] == [
-        ("status", queued.id, Status.RUNNING, Progress(1, 2))]  # status outranks progress
+        ("status", queued.id, Status.RUNNING, None),  # each change, as of that change
+        ("progress", queued.id, Status.RUNNING, Progress(1, 2))]
     await a.save_progress(running, "w", Progress(2, 2))
     cursor, changes = await b.changes_since(cursor)
     assert [(kind, r.progress) for kind, r in changes] == [("progress", Progress(2, 2))]

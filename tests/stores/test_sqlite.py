@@ -114,9 +114,9 @@ async def test_changes_since_reports_the_other_stores_changes(
     await first.request_cancel(gone.id, NOW)
     await first.delete(gone.id)
     cursor, changes = await second.changes_since(cursor)
-    assert [(k, r.id) for k, r in changes] == [("status", one.id)]  # status outranks progress
-    assert changes[0][1].cancel_requested
-    assert changes[0][1].progress == Progress(2, 3)
+    assert [(k, r.id, r.cancel_requested, r.progress) for k, r in changes] == [
+        ("status", one.id, True, Progress(1, 3)),  # each change, as of that change
+        ("progress", one.id, True, Progress(2, 3))]
 
     (theirs,) = await second.claim(request("w2"))
     assert theirs.id == two.id

@@ -1,0 +1,88 @@
+"""Every change of a task reaches the event streams of the other worker (issue 9): the
+real server with two Hypercorn workers on one SQLite file, a task that reports its
+progress as fast as it can, and a stream on each worker, over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .durable_tasks import starts
+from .server import Server, finish
+from .sqlite_helpers import (
+    WAIT,
+    Pinned,
+    key_prefix,
+    pinned_pool,
+    post,
+    start_sqlite,
+    wait_for_workers,
+)
+from .sse import Event, events
+
+pytestmark = pytest.mark.e2e
+STEPS = 40  # progress updates, all within about one poll interval of the feed
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("feed-two-workers")
+
+
+@pytest.fixture(scope="module")
+def runs(deployment: Path) -> Path:
+    return deployment / "runs.jsonl"
+
+
+@pytest.fixture(scope="module")
+def two_workers(deployment: Path, runs: Path) -> Iterator[Server]:
+    """One server, two Hypercorn workers, one SQLite file; both workers serve before use."""
+    server = start_sqlite(deployment, deployment / "offload.db", runs, "--workers", "2",
+                          name="feed-two-workers")
+    try:
+        asyncio.run(wait_for_workers(server, 2))
+        yield server
+    finally:
+        finish(server)
+
+
+async def follow(side: Pinned, task_id: str) -> list[Event]:
+    """Every event of a task's stream, until the server closes it (a deadline: WAIT)."""
+    async with (asyncio.timeout(WAIT),
+                side.http.stream("GET", f"/tasks/{task_id}/events") as stream):
+        assert stream.status_code == 200
+        side.check(stream)
+        return [event async for event in events(stream)]
+
+
+async def test_a_stream_on_the_other_worker_sees_every_progress_update_in_order(
+        two_workers: Server, runs: Path) -> None:
+    key = key_prefix()
+    async with pinned_pool(two_workers, each=1) as pool:
+        sides = tuple(pinned[0] for pinned in pool.values())
+        # delayed: both streams are open before it starts; no pause between its updates
+        task = await post(sides[0], "progress_run", args=[key, STEPS, 0.0], delay=1.0)
+        streams = await asyncio.gather(*(follow(side, task["id"]) for side in sides))
+    (run,) = starts(runs, key)
+    assert {side.pid for side in sides} - {run.pid}, "one stream is on the other worker"
+    for side, received in zip(sides, streams, strict=True):
+        where = "here" if side.pid == run.pid else "on the other worker"
+        progress = [(e.task["status"], e.task["progress"]["current"],
+                     e.task["progress"]["message"]) for e in received if e.kind == "progress"]
+        assert progress == [("running", n, f"{key} {n}") for n in range(1, STEPS + 1)], where
+        statuses = [e.task["status"] for e in received if e.kind == "status"]
+        # A stream may open before its worker has read the feed entry of the submit made on
+        # the other worker: that entry then repeats the opening state, once.
+        if statuses[:2] == ["scheduled", "scheduled"]:
+            del statuses[0]
+        assert statuses == ["scheduled", "queued", "running", "succeeded"], (where, statuses)
+        running = next(e for e in received if e.task["status"] == "running")
+        assert (running.kind, running.task["progress"], running.task["result"]) == (
+            "status", None, None), where
+        last = received[-1]
+        assert (last.kind, last.task["status"], last.task["result"]) == (
+            "status", "succeeded", STEPS), where
+        assert last.task["progress"]["current"] == STEPS, where
