@@ -34,7 +34,7 @@ from ..runner.runner import Runner
 from ..settings import DEMO_MODULE, Settings
 from ..stores import open_store
 from ..stores.base import ChangeKind, TaskStore
-from ..stores.dispatch import ClaimById, DispatchStore
+from ..stores.dispatch import RECHECK, ClaimById, DispatchStore
 from .dispatcher import Dispatcher
 from .front import WorkerFront
 from .publisher import Publisher
@@ -44,10 +44,6 @@ T = TypeVar("T")
 CANCEL_CHECK = 0.5  # seconds between lease renewals, which report cancel requests
 HELD_RECHECK = 1.0  # seconds before a message whose sender's attempt settles looks again
 HELD_MARGIN = 0.05  # seconds past a lease's end before a held message looks again
-# seconds before the closed gate of a type at its concurrency limit looks again; a worker
-# whose task of that type ends opens it at once, so this only covers a missed opening
-# (a worker killed, a lease that expired)
-LIMITED_RECHECK = 5.0
 STOP_TIMEOUT = 30.0
 DOOMED_EXIT = 70  # the exit code of a pool process ended to stop its process task
 
@@ -127,6 +123,9 @@ class WorkerHost:
         """Handle one message (blocking the calling thread until the attempt is settled):
         None when done with it, or the seconds after which it must be looked at again."""
         later = self._call(self._serve(task_id, attempts, name))
+        if self._must_exit():
+            assert self._dispatcher is not None  # the messages this one sends go first
+            self._call(self._dispatcher.settle_background(), STOP_TIMEOUT)
         if self.inline is not None and self.inline.must_exit:
             log.warning("task %s: its process task was stopped; ending this pool process "
                         "(Celery starts another)", task_id)
@@ -138,6 +137,10 @@ class WorkerHost:
             os._exit(DOOMED_EXIT)
         return later
 
+    def _must_exit(self) -> bool:
+        return ((self.inline is not None and self.inline.must_exit)
+                or (self.threads is not None and self.threads.must_exit))
+
     async def _serve(self, task_id: str, attempts: int, name: str) -> float | None:
         assert self._plans is not None
         assert self._runner is not None
@@ -147,7 +150,7 @@ class WorkerHost:
             now = time.time()
             claim = await self._plans.claim_by_id(
                 task_id, attempts, self._runner.worker, now, self.settings.lease, limit,
-                rate, recheck=LIMITED_RECHECK, resend=self.settings.celery_resend)
+                rate, recheck=RECHECK, resend=self.settings.celery_resend)
             record = claim.record
             if claim.verdict == "claimed" and record is not None:
                 self._hand_on(claim.hand_on)
@@ -156,10 +159,12 @@ class WorkerHost:
             if claim.verdict == "taken_over" and record is not None:
                 settled = await self._take_over(record)
                 if settled is None or settled.status is not Status.QUEUED:
-                    await self._slot_freed(record.name)
+                    await self._open_gate(record.name)
                     return None
                 attempts = settled.attempts  # handed back: run it again here, now
                 continue
+            if claim.verdict in ("ended", "missing") and (limit or rate):
+                await self._open_gate(name)  # it may have been woken: the next is, now
             return await self._later(claim, attempts, now)
 
     async def _later(self, claim: ClaimById, attempts: int, now: float) -> float | None:
@@ -189,27 +194,32 @@ class WorkerHost:
             await self._runner.run_claimed(record)
         finally:
             self._serving.discard(record.id)
-        await self._slot_freed(record.name)
+        if record.name in self.registry.concurrency_limits():
+            await self._open_gate(record.name)
         released, self._released = self._released, []
         if released:  # records that waited for this one: theirs are sent from here
             await self._dispatcher.send(released)
 
-    def _hand_on(self, record: TaskRecord | None) -> None:
-        """Send the message of the next record in a closed gate's line (in the background:
-        the store has planned it, so a lost send only delays it)."""
-        if record is not None:
+    def _hand_on(self, records: tuple[TaskRecord, ...]) -> None:
+        """Send the messages of the records a start under a closed gate woke (in the
+        background: the store has planned them, so a lost send only delays them)."""
+        if records:
             assert self._dispatcher is not None
-            self._dispatcher.spawn(self._dispatcher.send([record], replan=False))
+            self._dispatcher.spawn(self._dispatcher.send(records, replan=False))
 
-    async def _slot_freed(self, name: str) -> None:
-        """A task of ``name`` ended here: a type at its concurrency limit may start the
-        next in line now (the gate also looks again by itself: LIMITED_RECHECK)."""
-        if name not in self.registry.concurrency_limits():
-            return
+    async def _open_gate(self, name: str) -> None:
+        """A task of ``name`` ended here (or a message found its record gone): if its gate
+        is closed, the records that may start now are woken, their messages sent from
+        here (awaited: this pool process may be ended right after)."""
         assert self._plans is not None
+        assert self._dispatcher is not None
+        now = time.time()
         try:
-            self._hand_on(await self._plans.open_gate(
-                name, time.time() + self.settings.celery_resend))
+            woken = await self._plans.open_gate(
+                name, now, now + self.settings.celery_resend,
+                self.registry.concurrency_limits().get(name),
+                self.registry.rate_limits().get(name))
+            await self._dispatcher.send(woken, replan=False)
         except Exception as exc:
             log.debug("opening the gate of %s failed: %s", name, exc)
 

@@ -38,12 +38,14 @@ ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "g
 - ``limited``: the type's concurrency limit is reached in the whole deployment, or its
   rate limit allows no start now (then ``ClaimById.retry_at`` says when it will). The
   type's *gate* closes: its records start in their queue's order (priority, then first
-  in first out), one message at a time. A start that leaves room for another hands the
-  next record on to its claimer (``ClaimById.hand_on``); else the next is woken through
-  the dispatch plan when a start may be allowed, or by :meth:`DispatchStore.open_gate`
-  when a task of the type ends. The message is done with: the gate stands for it.
-- ``gated``: the type's gate is closed and another record is first in line: the message
-  is done with, and the record is woken when its turn comes.
+  in first out). While it is closed, a record starts only if fewer records are ahead of
+  it in line than may start now, and the gate sends the messages of those that may: a
+  start that leaves room wakes the next in line (``ClaimById.hand_on``, for its claimer
+  to send); else the next are woken through the dispatch plan when a start may be
+  allowed, or by :meth:`DispatchStore.open_gate` when a task of the type ends. The
+  message is done with: the gate stands for it.
+- ``gated``: the type's gate is closed and the record is not among those that may start
+  now: the message is done with, and the record is woken when its turn comes.
 - ``stale``: the record has moved on past this message (another message stands for it).
 - ``ended``: terminal (or cancelled): nothing to do.
 - ``missing``: no such record (deleted, evicted, or never stored).
@@ -58,13 +60,15 @@ class ClaimById:
     record: TaskRecord | None
     retry_at: float | None = None
     """For a record its rate limit holds back: the first time a start is allowed."""
-    hand_on: TaskRecord | None = None
-    """For a start under a closed gate that leaves room for another now: the next record
-    in line, whose message the claimer sends (see ``limited``)."""
+    hand_on: tuple[TaskRecord, ...] = ()
+    """For a start under a closed gate that leaves room for others now: the next records
+    in line, whose messages the claimer sends (see ``limited``)."""
 
 
-RECHECK = 5.0  # seconds before a gate closed by a concurrency limit looks again
-RESEND = 60.0  # seconds before a handed-on message is sent again (OFFLOAD_CELERY_RESEND)
+RECHECK = 5.0
+"""Seconds before a gate closed by a concurrency limit looks again: a worker whose task of
+that type ends opens it at once, so this only covers a missed opening (a worker killed)."""
+RESEND = 60.0  # the default of a woken message's resend (OFFLOAD_CELERY_RESEND)
 
 
 class DispatchStore(ABC):
@@ -83,8 +87,8 @@ class DispatchStore(ABC):
         does. If that attempt or the one before it is running under an expired lease,
         the caller takes the lease over. Anything else changes nothing, but for the
         type's gate: a gate closed by ``limit`` looks again ``recheck`` seconds later,
-        and a handed-on message (``ClaimById.hand_on``) is sent again ``resend`` seconds
-        later if no worker has started its record by then."""
+        and a woken record's message (``ClaimById.hand_on``) is sent again ``resend``
+        seconds later if no worker has started it by then."""
 
     @abstractmethod
     async def add_planned(self, records: Sequence[TaskRecord], max_pending: int | None,
@@ -114,7 +118,10 @@ class DispatchStore(ABC):
         """The earliest planned time (of a message or of a gate), or None."""
 
     @abstractmethod
-    async def open_gate(self, name: str, resend_at: float) -> TaskRecord | None:
-        """A task of ``name`` ended, so one waiting may be allowed to start: if the type's
-        gate is closed, the first record in line, for the caller to send its message now
-        (planned for ``resend_at`` in case it never does); else None."""
+    async def open_gate(self, name: str, now: float, resend_at: float,
+                        limit: int | None = None, rate: RateLimit | None = None
+                        ) -> list[TaskRecord]:
+        """A task of ``name`` ended (or a message found its record gone), so some waiting
+        may be allowed to start: if the type's gate is closed, the first records in line
+        that may start at ``now`` under ``limit`` and ``rate`` and have no message out, for
+        the caller to send now (each planned for ``resend_at`` in case it never does)."""

@@ -45,8 +45,8 @@ class RedisDispatch(DispatchStore):
             return ClaimById(verdict, None)
         if verdict == "claimed":
             started = self._report("status", [answer[1]])[0]
-            return ClaimById(verdict, started, hand_on=decode_flat(answer[2])
-                             if len(answer) == 3 else None)
+            return ClaimById(verdict, started,
+                             hand_on=tuple(decode_flat(flat) for flat in answer[2:]))
         if len(answer) == 3 and rate is not None:  # held back by its rate: until when
             return ClaimById(verdict, decode_flat(answer[1]),
                              rate.next_start(float(answer[2]), now))
@@ -79,9 +79,13 @@ class RedisDispatch(DispatchStore):
         times = [float(first[0][1]) for first in firsts if first]
         return min(times) if times else None
 
-    async def open_gate(self, name: str, resend_at: float) -> TaskRecord | None:
-        head = await self._run("open_gate", [name, number(resend_at)])
-        return decode_flat(head) if head else None
+    async def open_gate(self, name: str, now: float, resend_at: float,
+                        limit: int | None = None, rate: RateLimit | None = None
+                        ) -> list[TaskRecord]:
+        woken = await self._run("open_gate", [
+            name, number(now), number(resend_at), "" if limit is None else limit,
+            "" if rate is None else rate.starts, "" if rate is None else number(rate.window)])
+        return [decode_flat(flat) for flat in woken]
 
     # -- the store's plumbing (RedisStore's own methods come first in its MRO) -----------
 

@@ -5,35 +5,93 @@ message must be sent)."""
 
 from __future__ import annotations
 
-# ARGV[4]: task id; [5]: the message's generation (attempts when it was sent); [6]: worker;
-# [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or '';
-# [10], [11]: its rate limit's starts and window, or ''; [12]: seconds before a name at its
-# concurrency limit is looked at again; [13]: when a handed-on message is sent again if no
-# worker starts its record. Answers {verdict} or {verdict, flat hash}; for a rate that
-# holds it back, the N-th newest start too; for a start that hands on, the next record's
-# flat hash (verdicts: see dispatch.ClaimVerdict).
-# A record started here, ended or gone leaves the dispatch plan: its message did its work.
-# The rate log is the one the claim script keeps (P rate:<name>).
-#
-# The gate of a limited name (P gates, name -> when to wake it): once a limit holds back
-# one of its records, the records of that name start in the order of its ready lane
-# (priority, then first in first out), one message at a time. A limited or out-of-turn
-# record's message is dropped (its entry leaves the dispatch plan: the gate stands for
-# it). A start that leaves room for another now hands on: the claimer sends the next
-# head's message (planned here, in case it never does). Else the start sets the gate's
-# time to when the next start may be allowed, and the dispatch take (or a worker whose
-# task of that name ended: OPEN_GATE) wakes the lane's head. The gate goes with the lane.
-CLAIM_BY_ID = r"""
-local id, gen, worker, now, expires, cap = ARGV[4], tonumber(ARGV[5]), ARGV[6], ARGV[7],
-                                           ARGV[8], ARGV[9]
-local starts, window, recheck = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local again = ARGV[13]
+# The gate of a limited name (P gates, name -> when a dispatch take looks at it): once a
+# limit holds back one of its records, the records of that name start in the order of its
+# ready lane (priority, then first in first out). While it is closed, a record starts only
+# if fewer records are ahead of it in the lane than may start now (its *room*), so the
+# first `room` records of the lane may start, in any order among them. Any other record's
+# message is dropped (its entry leaves the dispatch plan: the gate stands for it). A gate
+# sends messages itself (`wake`): to the first `room` records of the lane that have none
+# out, each noted in P woken:<name> (id -> when its message is sent again, if no worker has
+# started it by then). A start that leaves room wakes the next ones (its claimer sends
+# them); a start that leaves none sets the gate's time to when one may be allowed; a task
+# of that name that ends, or a message that finds its record gone, opens the gate
+# (OPEN_GATE). The gate goes with the lane.
+GATE = r"""
+local HAND_ON_MOST = 32  -- the most messages one call sends (the rest follow on)
 local function after(t) return string.format('%.17g', t) end  -- a score, exactly
-local function allowed_from(nth)  -- RateLimit.next_start, within an ulp or two
+local function allowed_from(nth, window)  -- RateLimit.next_start, within an ulp or two
   local at = nth + window
   while at - nth < window do at = at + at * 2 ^ -52 end
   return at
 end
+-- how many more of `name` may start at `now` (HAND_ON_MOST if it has no limit); whether
+-- its concurrency limit is reached; if its rate holds a start back, the N-th newest start.
+-- rate: {starts, window} or nil
+local function room(name, now, cap, rate)
+  local n, full, nth = HAND_ON_MOST, false, nil
+  if cap then
+    n = math.min(n, cap - redis.call('ZCARD', P .. 'n:running:' .. name))
+    full = n <= 0
+  end
+  if rate then
+    local log = P .. 'rate:' .. name
+    local oldest = redis.call('ZREVRANGE', log, rate[1] - 1, rate[1] - 1, 'WITHSCORES')[2]
+    if oldest and now - tonumber(oldest) < rate[2] then  -- RateLimit.holds_back
+      n, nth = 0, oldest
+    else  -- the starts within the window, roughly (the claim decides exactly)
+      local used = redis.call('ZCOUNT', log, '(' .. after(now - rate[2]), '+inf')
+      n = math.min(n, math.max(1, rate[1] - used))
+    end
+  end
+  return n, full, nth
+end
+-- when a gate whose name has no room looks again
+local function look_again(now, full, nth, rate, recheck)
+  local at = now
+  if nth then at = allowed_from(tonumber(nth), rate[2]) end
+  if full then at = math.max(at, now + recheck) end
+  return after(at)
+end
+-- sends the messages of the first n records of the lane that have none out: each is
+-- planned for `due` and noted as woken until `again`; answers their flat hashes
+local function wake(name, n, now, due, again)
+  local woken, woken_flats = P .. 'woken:' .. name, {}
+  for _, member in ipairs(redis.call('ZRANGE', P .. 'ready:' .. name, 0, n - 1)) do
+    local id = string.sub(member, 18)
+    local out = redis.call('HGET', woken, id)
+    if not out or tonumber(out) <= now then
+      redis.call('HSET', woken, id, again)
+      redis.call('ZADD', P .. 'dispatch', 'LT', due, id)
+      woken_flats[#woken_flats + 1] = flatten(load(id))
+    end
+  end
+  return woken_flats
+end
+local function close_gate(name)
+  redis.call('ZREM', P .. 'gates', name)
+  redis.call('DEL', P .. 'woken:' .. name)
+end
+local function drop(id, name)  -- a message the gate stands for now
+  redis.call('ZREM', P .. 'dispatch', id)
+  redis.call('HDEL', P .. 'woken:' .. name, id)
+end
+"""
+
+# ARGV[4]: task id; [5]: the message's generation (attempts when it was sent); [6]: worker;
+# [7]: now; [8]: the lease's end; [9]: the most of its name that may run at once, or '';
+# [10], [11]: its rate limit's starts and window, or ''; [12]: seconds before a name at its
+# concurrency limit is looked at again; [13]: when a woken record's message is sent again
+# if no worker starts it. Answers {verdict} or {verdict, flat hash}; for a rate that holds
+# it back, the N-th newest start too; for a start that wakes others, their flat hashes
+# (verdicts: see dispatch.ClaimVerdict). A record started here, ended or gone leaves the
+# dispatch plan: its message did its work. The rate log is the one the claim script keeps
+# (P rate:<name>).
+CLAIM_BY_ID = GATE + r"""
+local id, gen, worker, now, expires = ARGV[4], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]),
+                                      ARGV[8]
+local cap, rate, recheck, again = tonumber(ARGV[9]), nil, tonumber(ARGV[12]), ARGV[13]
+if ARGV[10] ~= '' then rate = {tonumber(ARGV[10]), tonumber(ARGV[11])} end
 local h = load(id)
 if not h then
   redis.call('ZREM', P .. 'dispatch', id)
@@ -47,7 +105,7 @@ end
 if s == 'running' then
   -- the message's own attempt (gen + 1), or the one that sent it (gen) still settling
   if a ~= gen and a ~= gen + 1 then return {'stale', flatten(h)} end
-  if tonumber(h.lease_expires or '0') >= tonumber(now) then return {'held', flatten(h)} end
+  if tonumber(h.lease_expires or '0') >= now then return {'held', flatten(h)} end
   redis.call('HSET', record_key(id), 'lease_owner', worker, 'lease_expires', expires)
   redis.call('ZADD', P .. 'leases', expires, id)
   h.lease_owner, h.lease_expires = worker, expires
@@ -58,77 +116,59 @@ if h.cancel == '1' then
   redis.call('ZREM', P .. 'dispatch', id)
   return {'ended', flatten(h)}
 end
-if s == 'scheduled' and tonumber(h.scheduled_at) > tonumber(now) then
+if s == 'scheduled' and tonumber(h.scheduled_at) > now then
   return {'not_due', flatten(h)}
 end
 if s == 'scheduled' then  -- due: in its name's ready lane from now on, started or not
   change(h, 'queued', {})
   feed(id, 'status')
 end
-local lane, gates = P .. 'ready:' .. h.name, P .. 'gates'
-local gated = redis.call('ZSCORE', gates, h.name)
-if gated and redis.call('ZRANGE', lane, 0, 0)[1] ~= lane_member(h) then
-  redis.call('ZREM', P .. 'dispatch', id)
+local name, lane, gates = h.name, P .. 'ready:' .. h.name, P .. 'gates'
+local gated = redis.call('ZSCORE', gates, name)
+local free, full, nth = room(name, now, cap, rate)
+if free <= 0 then  -- the gate closes (or stays): looked at again when a start may be
+  redis.call('ZADD', gates, look_again(now, full, nth, rate, recheck), name)
+  drop(id, name)
+  return {'limited', flatten(h), nth}
+end
+if gated and (redis.call('ZRANK', lane, lane_member(h)) or 0) >= free then
+  drop(id, name)
   return {'gated', flatten(h)}
 end
-local running = P .. 'n:running:' .. h.name
-if cap ~= '' and redis.call('ZCARD', running) >= tonumber(cap) then
-  redis.call('ZADD', gates, after(tonumber(now) + recheck), h.name)
-  redis.call('ZREM', P .. 'dispatch', id)
-  return {'limited', flatten(h)}
-end
-local rate_log = P .. 'rate:' .. h.name
-if starts and redis.call('ZCARD', rate_log) >= starts then
-  local nth = redis.call('ZREVRANGE', rate_log, starts - 1, starts - 1, 'WITHSCORES')
-  -- RateLimit.holds_back, on the same doubles as the claim script
-  if tonumber(now) - tonumber(nth[2]) < window then
-    redis.call('ZADD', gates, after(allowed_from(tonumber(nth[2]))), h.name)
-    redis.call('ZREM', P .. 'dispatch', id)
-    return {'limited', flatten(h), nth[2]}
-  end
-end
-change(h, 'running', {attempts = int(a + 1), started_at = now, lease_owner = worker,
+change(h, 'running', {attempts = int(a + 1), started_at = ARGV[7], lease_owner = worker,
                       lease_expires = expires, progress = false})
 feed(id, 'status')
-local wake = tonumber(now)
-if starts then  -- logged, keeping the newest N
-  redis.call('ZADD', rate_log, now, id .. ':' .. h.attempts)
-  redis.call('ZREMRANGEBYRANK', rate_log, 0, -starts - 1)
-  local nth = redis.call('ZREVRANGE', rate_log, starts - 1, starts - 1, 'WITHSCORES')
-  if #nth > 0 then wake = math.max(wake, allowed_from(tonumber(nth[2]))) end
-end
-if cap ~= '' and redis.call('ZCARD', running) >= tonumber(cap) then
-  wake = math.max(wake, tonumber(now) + recheck)
-end
 redis.call('ZREM', P .. 'dispatch', id)
-local head = gated and redis.call('ZRANGE', lane, 0, 0)[1]
+if rate then  -- logged, keeping the newest N
+  redis.call('ZADD', P .. 'rate:' .. name, ARGV[7], id .. ':' .. h.attempts)
+  redis.call('ZREMRANGEBYRANK', P .. 'rate:' .. name, 0, -rate[1] - 1)
+end
 if not gated then return {'claimed', flatten(h)} end
-if not head then  -- no lane, no gate
-  redis.call('ZREM', gates, h.name)
+if redis.call('EXISTS', lane) == 0 then
+  close_gate(name)
   return {'claimed', flatten(h)}
 end
-if wake > tonumber(now) then  -- the next in the lane, when a start may be allowed
-  redis.call('ZADD', gates, after(wake), h.name)
+free, full, nth = room(name, now, cap, rate)
+if free <= 0 then
+  redis.call('ZADD', gates, look_again(now, full, nth, rate, recheck), name)
   return {'claimed', flatten(h)}
 end
-local next_id = string.sub(head, 18)  -- room for another start now: handed on
-redis.call('ZADD', P .. 'dispatch', 'LT', again, next_id)
-redis.call('ZADD', gates, again, h.name)
-return {'claimed', flatten(h), flatten(load(next_id))}
+redis.call('ZADD', gates, again, name)
+return {'claimed', flatten(h), unpack(wake(name, free, now, again, again))}
 """
 
 # ARGV[4]: now; [5]: most ids; [6]: the time each taken id is planned again for. Answers
 # the ids whose time came, oldest first. First wakes the gates whose time came: each
-# lane's head is due now (its gate looks again at [6] if no claim sets it sooner).
-DISPATCH_TAKE = r"""
-local key, gates = P .. 'dispatch', P .. 'gates'
+# lane's first record with no message out is due now (its gate looks again at [6] if no
+# claim sets it sooner).
+DISPATCH_TAKE = GATE + r"""
+local key, gates, now = P .. 'dispatch', P .. 'gates', tonumber(ARGV[4])
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', gates, '-inf', ARGV[4])) do
-  local head = redis.call('ZRANGE', P .. 'ready:' .. name, 0, 0)[1]
-  if head then
-    redis.call('ZADD', key, 'LT', ARGV[4], string.sub(head, 18))
+  if redis.call('EXISTS', P .. 'ready:' .. name) == 1 then
+    wake(name, 1, now, ARGV[4], ARGV[6])
     redis.call('ZADD', gates, ARGV[6], name)
   else
-    redis.call('ZREM', gates, name)
+    close_gate(name)
   end
 end
 local ids = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
@@ -136,19 +176,21 @@ for _, id in ipairs(ids) do redis.call('ZADD', key, ARGV[6], id) end
 return ids
 """
 
-# ARGV[4]: a name; [5]: when the woken head's message is sent again if no worker starts
-# its record. A task of that name ended: if its gate is closed, its lane's head is woken
-# now (answers its flat hash, for the caller to send; planned here in case it never does).
-OPEN_GATE = r"""
-local gates, name = P .. 'gates', ARGV[4]
-if not redis.call('ZSCORE', gates, name) then return false end
-local head = redis.call('ZRANGE', P .. 'ready:' .. name, 0, 0)[1]
-if not head then
-  redis.call('ZREM', gates, name)
-  return false
+# ARGV[4]: a name; [5]: now; [6]: when a woken record's message is sent again if no worker
+# starts it; [7]: the most of that name that may run at once, or ''; [8], [9]: its rate
+# limit's starts and window, or ''. A task of that name ended (or a message found its
+# record gone): if its gate is closed, the records of its lane that may start now are
+# woken (answers their flat hashes, for the caller to send).
+OPEN_GATE = GATE + r"""
+local name, now = ARGV[4], tonumber(ARGV[5])
+if not redis.call('ZSCORE', P .. 'gates', name) then return {} end
+if redis.call('EXISTS', P .. 'ready:' .. name) == 0 then
+  close_gate(name)
+  return {}
 end
-local id = string.sub(head, 18)
-redis.call('ZADD', P .. 'dispatch', 'LT', ARGV[5], id)
-redis.call('ZADD', gates, ARGV[5], name)
-return flatten(load(id))
+local rate = nil
+if ARGV[8] ~= '' then rate = {tonumber(ARGV[8]), tonumber(ARGV[9])} end
+local free = room(name, now, tonumber(ARGV[7]), rate)
+if free <= 0 then return {} end
+return wake(name, free, now, ARGV[6], ARGV[6])
 """

@@ -181,7 +181,7 @@ async def test_a_rate_limited_type_starts_in_queue_order_one_message_at_a_time(
         woken = await store.take_dispatch(at, 10, at + 100)
         assert len(woken) == 1
         claimed = await store.claim_by_id(woken[0], 0, "w", at, LEASE, rate=rate)
-        assert claimed.verdict == "claimed"
+        assert (claimed.verdict, claimed.hand_on) == ("claimed", ())
         started.append(woken[0])
         after = await store.next_dispatch()  # one start per window
         assert after is None or after >= at + rate.window
@@ -196,59 +196,126 @@ async def test_a_concurrency_limited_type_opens_its_gate_when_one_ends(
     assert (await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
     assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
     assert await store.next_dispatch() == NOW + 5  # looked at again by itself, later
-    assert await store.open_gate("other", NOW + 60) is None  # no closed gate: nothing
+    assert await store.open_gate("other", NOW, NOW + 60) == []  # no closed gate: nothing
+    assert await store.open_gate("n", NOW, NOW + 60, limit=1) == []  # still full
     await succeed(store, await fetch(store, a.id))
-    head = await store.open_gate("n", NOW + 60)  # a slot is free: the head, at once
-    assert head is not None
+    (head,) = await store.open_gate("n", NOW, NOW + 60, limit=1)  # a slot: the head, now
     assert (head.id, head.status) == (b.id, Status.QUEUED)
-    assert await store.next_dispatch() == NOW + 60  # its message planned, if never sent
-    started = await store.claim_by_id(b.id, 0, "w", NOW + 0.5, LEASE, limit=1, recheck=2)
-    assert (started.verdict, started.hand_on) == ("claimed", None)  # full again
-    assert await store.next_dispatch() == NOW + 2.5  # c looks again by itself
+    assert await store.next_dispatch() == NOW + 5
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == []  # b's message is out
+    assert await store.take_dispatch(NOW + 60, 10, NOW + 100) == [b.id]  # unless lost
+    started = await store.claim_by_id(b.id, 0, "w", NOW + 61, LEASE, limit=1, recheck=2)
+    assert (started.verdict, started.hand_on) == ("claimed", ())  # full again
+    assert await store.next_dispatch() == NOW + 63  # c looks again by itself
 
 
-async def test_a_start_that_leaves_room_hands_the_next_message_on(store: RedisStore) -> None:
-    rate, limit = RateLimit(6, 10.0), 3  # the rate has room for every start below
+async def test_slots_freed_together_wake_as_many_records_never_one_twice(
+        store: RedisStore) -> None:
     records = await store.add([new("n", priority=p) for p in (0, 0, 0, 5, 0, 0)])
     for record in records[:3]:
-        claimed = await store.claim_by_id(record.id, 0, "w", NOW, LEASE, limit, rate)
-        assert (claimed.verdict, claimed.hand_on) == ("claimed", None)  # no gate yet
-    limited = await store.claim_by_id(records[4].id, 0, "w", NOW, LEASE, limit, rate)
+        claimed = await store.claim_by_id(record.id, 0, "w", NOW, LEASE, limit=3)
+        assert (claimed.verdict, claimed.hand_on) == ("claimed", ())  # no gate yet
+    limited = await store.claim_by_id(records[4].id, 0, "w", NOW, LEASE, limit=3)
     assert limited.verdict == "limited"  # the gate closes
     for record in records[:2]:
         await succeed(store, await fetch(store, record.id))
-    head = await store.open_gate("n", NOW + 60)  # two slots free: the head, at once
-    assert head is not None
-    chain: list[str] = []
-    while head is not None:  # each start with room left names the next
-        claimed = await store.claim_by_id(head.id, 0, "w", NOW + 1, LEASE, limit, rate,
-                                          resend=30)
-        assert claimed.verdict == "claimed"
-        chain.append(head.id)
-        head = claimed.hand_on
-        if head is not None:
-            assert head.status is Status.QUEUED
-            assert await store.take_dispatch(NOW + 31, 10, NOW + 90) == [head.id]  # planned
-    assert chain == [records[3].id, records[4].id]  # priority first; then the limit is full
-    assert await store.next_dispatch() == NOW + 1 + 5  # the gate looks again by itself
+    # two workers whose tasks ended open the gate at once: two slots, two records
+    woken = await asyncio.gather(*(store.open_gate("n", NOW + 1, NOW + 60, limit=3)
+                                   for _ in range(2)))
+    assert sorted(len(w) for w in woken) == [0, 2]
+    assert [r.id for w in woken for r in w] == [records[3].id, records[4].id]
+    # either may start first; one start leaves room for one, already woken: no message
+    second = await store.claim_by_id(records[4].id, 0, "w", NOW + 2, LEASE, limit=3)
+    assert (second.verdict, second.hand_on) == ("claimed", ())
+    first = await store.claim_by_id(records[3].id, 0, "w", NOW + 2, LEASE, limit=3)
+    assert (first.verdict, first.hand_on) == ("claimed", ())
+    late = await store.claim_by_id(records[5].id, 0, "w", NOW + 2, LEASE, limit=3)
+    assert late.verdict == "limited"  # full
+    assert await store.next_dispatch() == NOW + 2 + 5
 
 
-async def test_a_handed_on_record_cancelled_before_its_message_wakes_the_next(
+async def test_a_start_that_leaves_room_wakes_as_many_as_may_start(
+        store: RedisStore) -> None:
+    records = await store.add([new("n") for _ in range(7)])
+    for record in records[:3]:
+        assert (await store.claim_by_id(record.id, 0, "w", NOW, LEASE, limit=3)).verdict \
+            == "claimed"
+    assert (await store.claim_by_id(records[3].id, 0, "w", NOW, LEASE, limit=3)).verdict \
+        == "limited"
+    for record in records[:3]:  # ended on workers that did not open the gate (killed)
+        await succeed(store, await fetch(store, record.id))
+    assert await store.take_dispatch(NOW + 5, 10, NOW + 100) == [records[3].id]  # the head
+    started = await store.claim_by_id(records[3].id, 0, "w", NOW + 5, LEASE, limit=3,
+                                      resend=30)
+    assert started.verdict == "claimed"
+    assert [r.id for r in started.hand_on] == [r.id for r in records[4:6]]  # room for two
+    assert all(r.status is Status.QUEUED for r in started.hand_on)
+    assert sorted(await store.take_dispatch(NOW + 35, 10, NOW + 100)) == \
+        sorted(r.id for r in records[4:6])  # planned, in case their messages are lost
+    # a record beyond the room, whose message comes first, waits its turn
+    assert (await store.claim_by_id(records[6].id, 0, "w", NOW + 6, LEASE, limit=3)
+            ).verdict == "gated"
+
+
+async def test_a_fresh_start_under_a_gate_wakes_no_record_already_woken(
+        store: RedisStore) -> None:
+    records = await store.add([new("n") for _ in range(5)])
+    for record in records[:3]:
+        await store.claim_by_id(record.id, 0, "w", NOW, LEASE, limit=3)
+    assert (await store.claim_by_id(records[3].id, 0, "w", NOW, LEASE, limit=3)).verdict \
+        == "limited"
+    await succeed(store, await fetch(store, records[0].id))
+    await succeed(store, await fetch(store, records[1].id))
+    woken = await store.open_gate("n", NOW + 1, NOW + 60, limit=3)
+    assert [r.id for r in woken] == [r.id for r in records[3:5]]
+    # a submission that jumps the line starts on its own message and wakes nobody: the
+    # record it leaves room for has its message out already
+    (urgent,) = await store.add([new("n", priority=9)])
+    started = await store.claim_by_id(urgent.id, 0, "w", NOW + 2, LEASE, limit=3)
+    assert (started.verdict, started.hand_on) == ("claimed", ())
+    assert (await store.claim_by_id(records[3].id, 0, "w", NOW + 2, LEASE, limit=3)
+            ).verdict == "claimed"
+    assert (await store.claim_by_id(records[4].id, 0, "w", NOW + 2, LEASE, limit=3)
+            ).verdict == "limited"  # full: it waits for the next opening
+    await succeed(store, await fetch(store, urgent.id))
+    assert [r.id for r in await store.open_gate("n", NOW + 3, NOW + 60, limit=3)] == \
+        [records[4].id]
+
+
+async def test_a_limit_removed_while_its_gate_is_closed_drains_the_lane(
+        store: RedisStore) -> None:
+    records = await store.add([new("n") for _ in range(5)])
+    await store.claim_by_id(records[0].id, 0, "w", NOW, LEASE, limit=1)
+    assert (await store.claim_by_id(records[1].id, 0, "w", NOW, LEASE, limit=1)).verdict \
+        == "limited"
+    # the workers' configuration has no limit now: any record starts, and wakes the rest
+    started = await store.claim_by_id(records[4].id, 0, "w", NOW + 1, LEASE)
+    assert started.verdict == "claimed"
+    assert [r.id for r in started.hand_on] == [r.id for r in records[1:4]]
+    for record in started.hand_on:
+        claimed = await store.claim_by_id(record.id, 0, "w", NOW + 1, LEASE)
+        assert (claimed.verdict, claimed.hand_on) == ("claimed", ())
+    assert await store.next_dispatch() is None  # the lane is empty: no gate, no plan
+
+
+async def test_a_woken_record_cancelled_before_its_message_wakes_the_next(
         store: RedisStore) -> None:
     a, b, c, d = await store.add([new("n") for _ in range(4)])
     assert (await store.claim_by_id(a.id, 0, "w", NOW, LEASE, limit=2)).verdict == "claimed"
     assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
     started = await store.claim_by_id(b.id, 0, "w", NOW + 1, LEASE, limit=2, resend=60)
-    assert started.hand_on is None  # 2 running: full
+    assert started.hand_on == ()  # 2 running: full
     await succeed(store, await fetch(store, a.id))
-    head = await store.open_gate("n", NOW + 60)
-    assert head is not None
+    (head,) = await store.open_gate("n", NOW + 1, NOW + 60, limit=2)
     assert head.id == c.id
     await store.request_cancel(c.id, NOW + 2)  # before its message comes: its turn passes
-    assert await store.next_dispatch() == 0  # the gate looks at once, not at its resend
-    assert await store.take_dispatch(NOW + 3, 10, NOW + 100) == [d.id]
+    assert await store.next_dispatch() == 0  # a web process's dispatch looks at once
+    # with no web process: the worker that gets c's message finds it ended, opens the gate
     assert (await store.claim_by_id(c.id, 0, "w", NOW + 3, LEASE, limit=2)).verdict == \
         "ended"
+    (after,) = await store.open_gate("n", NOW + 3, NOW + 60, limit=2)
+    assert after.id == d.id
+    assert await store.take_dispatch(NOW + 3, 10, NOW + 100) == []  # d's message is out
     assert (await store.claim_by_id(d.id, 0, "w", NOW + 3, LEASE, limit=2)).verdict == \
         "claimed"
     assert await store.next_dispatch() is None  # the lane is empty: no gate, no plan
@@ -261,7 +328,7 @@ async def test_a_gate_skips_what_left_the_lane_and_opens_with_it(store: RedisSto
     assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, rate=rate)).verdict == "limited"
     # a due scheduled record joins the lane, behind b
     assert (await store.claim_by_id(c.id, 0, "w", NOW + 6, LEASE, rate=rate)).verdict == \
-        "gated"
+        "limited"
     assert (await fetch(store, c.id)).status is Status.QUEUED
     await store.request_cancel(b.id, NOW + 7)  # the head ends: the next is woken instead
     assert await store.take_dispatch(NOW + 11, 10, NOW + 100) == [c.id]
