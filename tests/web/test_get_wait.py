@@ -46,7 +46,8 @@ async def test_wait_times_out_with_the_task_as_it_is(client: Client) -> None:
     await gate("slow").wait_started()
     started = time.monotonic()
 
-    task = await get_task(client, created["id"], wait=0.2)  # the task never ends by itself
+    # the task never ends by itself; a ?wait=0.2 taken for a long wait misses the deadline
+    task = await asyncio.wait_for(get_task(client, created["id"], wait=0.2), ANSWER_DEADLINE)
 
     assert time.monotonic() - started >= 0.15  # it waited for its ?wait=
     assert task["status"] == "running"
