@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service import TaskFunction, report_progress, task
@@ -78,3 +80,18 @@ def spin_reporting_thread() -> None:
     report_progress(0, None, f"{os.getpid()} {threading.get_native_id()}")
     while True:
         pass
+
+
+GATE_POLL = 0.02  # seconds between two looks at the gate file, inside the task
+
+
+@task
+def block_until_released(gate: str, limit: float = 60.0) -> str:
+    """Thread: blocks its thread until the file ``gate`` exists, so the test decides when
+    it ends (``limit`` seconds at most, so a failed test leaves no thread behind)."""
+    deadline = time.monotonic() + limit
+    while not Path(gate).exists():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{gate} was not released within {limit} s")
+        time.sleep(GATE_POLL)
+    return gate

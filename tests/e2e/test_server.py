@@ -6,6 +6,7 @@ no task, so a task is ``queued`` until a worker starts it (docs/celery.md)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,20 +77,24 @@ async def test_seed_process_route_answers_202_at_once_while_the_job_runs(
 
 
 async def test_thread_task_succeeds_and_healthz_answers_while_it_blocks(
-    client: httpx.AsyncClient, mode: str,
+    client: httpx.AsyncClient, mode: str, tmp_path: Path,
 ) -> None:
-    task = await submit(client, "blocking_sleep", 2.0)
-    await running_now(client, task["id"], mode)
+    gate = tmp_path / "release"
+    task = await submit(client, "block_until_released", str(gate))
+    try:
+        await running_now(client, task["id"], mode)
 
-    health = await client.get("/healthz")
-    assert health.status_code == 200
-    assert health.json() == {"status": "ok"}
-    # the task still blocks its thread: /healthz was answered while it ran, not after
-    assert (await client.get(f"/tasks/{task['id']}")).json()["status"] == "running"
+        health = await client.get("/healthz")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok"}
+        # the task blocks its thread until released: /healthz was answered while it ran
+        assert (await client.get(f"/tasks/{task['id']}")).json()["status"] == "running"
+    finally:
+        gate.touch()  # release it, whatever happened: leave nothing running
 
     done = await wait_terminal(client, task["id"])
     assert done["status"] == "succeeded", done
-    assert done["result"] == 2.0
+    assert done["result"] == str(gate)
 
 
 async def test_process_task_succeeds_under_the_real_server_with_an_exact_big_result(
