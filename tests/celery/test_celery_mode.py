@@ -27,6 +27,8 @@ from .conftest import Cluster
 
 pytestmark = pytest.mark.e2e
 
+STEPS = 20  # progress updates reported back to back, with no pause between them
+
 
 async def started(cluster: Cluster, key: str) -> int:
     """Wait for the task journaled as ``key`` to start; the pid of the process running it."""
@@ -46,17 +48,31 @@ async def test_add_runs_on_a_worker_and_the_web_runs_nothing(
     assert f"Task offload.add[{task['id']}] received" in log  # Celery's own log line
 
 
-async def test_progress_streams_over_sse_from_a_worker(client: httpx.AsyncClient) -> None:
-    task = await submit(client, "progress_run", key_prefix() + "sse", 4, 0.1)
+async def test_progress_streams_over_sse_from_a_worker(cluster: Cluster,
+                                                        client: httpx.AsyncClient) -> None:
+    """The change feed carries every change's state in order, so a web process's stream of
+    a task run on a worker shows each status and each progress update, none lost, merged
+    or out of order. The task waits on a gated dependency until the stream is open, so the
+    stream starts before any of its changes."""
+    key, gate = key_prefix(), cluster.tmp / f"gate-{key_prefix()}sse"
+    blocker = await submit(client, "journal_run", f"{key}blocker", 60.0, str(gate))
+    task = await submit(client, "progress_run", f"{key}sse", STEPS, 0.0,
+                        depends_on=[blocker["id"]])
     seen: list[dict[str, Any]] = []
     async with asyncio.timeout(30), client.stream("GET", f"/tasks/{task['id']}/events") as stream:
         async for event in events(stream):
+            if not seen:
+                gate.touch()  # the stream is open: let the dependency end, the task run
             seen.append(event.task)
+    statuses = [t["status"] for t in seen]
+    # its start, then one "running" per step; the opening state may come twice (the
+    # snapshot, then the event of the change that made it)
+    expected = ["waiting", "queued", *["running"] * (STEPS + 1), "succeeded"]
+    assert statuses in (expected, ["waiting", *expected]), statuses
     progress = [t["progress"]["current"] for t in seen if t["status"] == "running"
                 and t["progress"] is not None]
-    assert progress, seen  # steps seen while it ran (a reader may see steps coalesced)
-    assert progress == sorted(progress)
-    assert (seen[-1]["status"], seen[-1]["progress"]["current"]) == ("succeeded", 4)
+    assert progress == list(range(1, STEPS + 1)), seen
+    assert (seen[-1]["result"], seen[-1]["progress"]["current"]) == (STEPS, STEPS)
 
 
 async def test_errors_retries_and_delays(cluster: Cluster, client: httpx.AsyncClient) -> None:
