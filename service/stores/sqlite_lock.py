@@ -45,12 +45,15 @@ class WriterLock:
 
     def acquire(self, timeout: float) -> bool:
         """Take the lock, waiting at most ``timeout`` seconds; False if it stayed taken."""
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
         with self._cond:
+            # not while the helper asks: it shares this file descriptor, so a lock it got
+            # for a writer that gave up would look free here, and its release would free it
+            if not self._asking:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    pass
             self._wanted = True
             if not self._asking:
                 self._asking = True
