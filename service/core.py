@@ -34,11 +34,8 @@ from .errors import (
     NotRunning,
     QueueFull,
     ShuttingDown,
-    TaskAlreadyTerminal,
-    TaskNotFound,
-    TaskStillActive,
 )
-from .events import EventHub, Subscription, cancel_loops, wait_until_set
+from .events import EventHub, cancel_loops
 from .feed import Feed
 from .handles import Decorator, TaskFunction, TaskHandle, TaskOptions, collect_tasks
 from .handles import task as declare_task
@@ -46,7 +43,7 @@ from .links import link
 from .listing import next_page, page_query
 from .logs import task_event
 from .metrics import Metrics
-from .models import JSON, TERMINAL, Status, Submission, TaskError, TaskRecord, looks_like_task_id
+from .models import JSON, TERMINAL, Status, Submission, TaskError, TaskRecord
 from .registry import Registry
 from .runner.runner import Runner
 from .scheduler import Clock, Scheduler
@@ -56,15 +53,17 @@ from .stores import open_store
 from .stores.base import ChangeKind, QueueBoundReached, TaskStore
 from .stores.dependencies import UnknownDependency
 from .stores.dispatch import DispatchStore
+from .task_operations import TaskOperations
 from .upkeep import Sweeper, follow_changes
 from .watchdog import LoopWatchdog
 
 log = logging.getLogger("offload")
 
 
-class TaskService:
+class TaskService(TaskOperations):
     """The front of Offload: accepts, reads and cancels tasks through a store, and runs them
-    with a :class:`Runner` that talks to the same store (and nothing else)."""
+    with a :class:`Runner` that talks to the same store (and nothing else). What it does
+    with one task by id (get, wait, cancel, ...) is in :class:`TaskOperations`."""
 
     def __init__(self, settings: Settings | None = None, store: TaskStore | None = None,
                  clock: Clock | None = None) -> None:
@@ -316,65 +315,7 @@ class TaskService:
         self.runner.wake()
         return stored
 
-    # -- looking up and acting ------------------------------------------------------------
-
-    async def get(self, task_id: str, owner: str | None = None) -> TaskRecord:
-        """The task's record; :class:`TaskNotFound` if there is none the owner may see."""
-        record = await self.store.get(task_id) if looks_like_task_id(task_id) else None
-        if record is None or (owner is not None and record.owner != owner):
-            raise TaskNotFound(task_id)
-        return record
-
-    async def wait(self, task_id: str, timeout: float | None, owner: str | None = None
-                   ) -> TaskRecord:
-        """The record once terminal, or as it is when ``timeout`` seconds have passed."""
-        record = await self.get(task_id, owner)
-        if record.terminal or timeout == 0:
-            return record
-        finished = self.hub.expect_terminal(task_id)  # listen, then look again: no end
-        try:                                          # can slip between the two
-            record = await self.get(task_id, owner)
-        except TaskNotFound:
-            self.hub.forget(task_id)  # deleted meanwhile: nothing will ever end it
-            raise
-        if not record.terminal:
-            await wait_until_set(finished, timeout)
-            record = await self.store.get(task_id) or record
-        return record
-
-    async def cancel(self, task_id: str, owner: str | None = None) -> TaskRecord:
-        """Cancel a task that has not finished; :class:`TaskAlreadyTerminal` otherwise."""
-        record = await self.get(task_id, owner)
-        if not record.terminal:
-            record = await self.store.request_cancel(task_id, time.time()) or record
-            if record.cancel_requested:  # else it ended meanwhile, on its own
-                self.dispatch.cancelled(task_id)
-                return record
-        raise TaskAlreadyTerminal(f"task {task_id} is already {record.status}")
-
-    async def delete(self, task_id: str, owner: str | None = None) -> None:
-        """Forget a finished task's record; :class:`TaskStillActive` if it is not finished."""
-        record = await self.get(task_id, owner)
-        if not record.terminal or not await self.store.delete(task_id):
-            raise TaskStillActive(f"task {task_id} is {record.status}; cancel it first")
-        self.hub.forget(task_id)
-
-    async def subscribe(self, task_id: str, owner: str | None = None
-                        ) -> tuple[TaskRecord, Subscription | None]:
-        """The record now, and a subscription to its changes (None if it is terminal)."""
-        record = await self.get(task_id, owner)
-        if record.terminal:
-            return record, None
-        subscription = self.hub.subscribe(task_id)  # listen, then look again (see wait)
-        try:
-            record = await self.get(task_id, owner)
-        except BaseException:
-            subscription.close()
-            raise
-        if record.terminal:
-            subscription.close()
-            return record, None
-        return record, subscription
+    # -- reading ----------------------------------------------------------------------------
 
     async def list(
         self, *, statuses: Sequence[str] = (), name: str | None = None,
