@@ -30,6 +30,7 @@ from ..rate_limits import RateLimit
 from . import sqlite_ops as ops
 from . import sqlite_rates
 from . import sqlite_reads as reads
+from . import sqlite_upkeep as upkeep
 from .base import ChangeKind, ClaimRequest, ListQuery, Outcome, StoreUnavailable, TaskStore
 from .sqlite_lock import WriterLock
 from .sqlite_open import Options, StoreOpenError, Synchronous, open_reader, open_writer
@@ -316,13 +317,13 @@ class SQLiteStore(TaskStore):
         evicted = 0
         while True:
             done = await self._write(
-                lambda tx: ops.evict_some(tx, finished_before, keep_at_most, EVICT_CHUNK),
+                lambda tx: upkeep.evict_some(tx, finished_before, keep_at_most, EVICT_CHUNK),
                 idle=lambda conn: reads.nothing_to_evict(conn, finished_before, keep_at_most),
                 idle_value=0)
             evicted += done
             if done < EVICT_CHUNK:
                 break
-        await self._write(ops.tidy, idle=lambda conn: not ops.untidy(conn))
+        await self._write(upkeep.tidy, idle=lambda conn: not upkeep.untidy(conn))
         return evicted
 
     # -- what this store object knows of the attempts it handed out -----------------------

@@ -11,8 +11,8 @@ import sqlite3
 from ..models import Status, TaskRecord
 from .base import ChangeKind, ListQuery
 from .feed_state import as_of
-from .sqlite_ops import finished
 from .sqlite_schema import SELECT, TERMINAL_SQL, by_id, decode
+from .sqlite_upkeep import finished
 
 FEED_BATCH = 5000  # change rows read at once
 
