@@ -30,6 +30,7 @@ from tests.redis_server import running_redis
 
 from .durable_tasks import RUNS_ENV
 from .server import Server, finish, start
+from .sqlite_helpers import two_workers_in
 
 E2E_MODULES = "service.demo,tests.e2e.e2e_tasks"
 MODE_MODULES = f"{E2E_MODULES},tests.e2e.durable_tasks"  # both modes: the journaled tasks too
@@ -129,6 +130,16 @@ def server(mode: str, request: pytest.FixtureRequest,
     start their own): the demo tasks, the e2e and the journaled tasks, a short grace."""
     with serving_in(request, mode, tmp_path_factory.mktemp("server")) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def two_workers(request: pytest.FixtureRequest,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server per module with two Hypercorn workers on one SQLite file (the SQLite
+    modules; its runs journal: ``sqlite_helpers.runs_of``)."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with two_workers_in(tmp_path_factory.mktemp(name), name) as server:
+        yield server
 
 
 @pytest.fixture

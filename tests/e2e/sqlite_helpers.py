@@ -29,6 +29,7 @@ CLIENT_TIMEOUT = 30.0
 SEARCH_SECONDS = 30.0  # time given to fresh connections to reach every worker
 WAVE = 4  # connections opened at once while looking for each worker
 WAIT = 20  # seconds a ?wait= may hold; every task waited for ends well before
+RUNS_FILE = "runs.jsonl"  # the runs journal, in the folder of a two_workers_in server
 
 
 def sqlite_env(db: Path, runs: Path, **overrides: str) -> dict[str, str]:
@@ -46,6 +47,24 @@ def start_sqlite(tmp: Path, db: Path, runs: Path, *args: str, name: str = "serve
     server = spawn(tmp, sqlite_env(db, runs, **overrides), *args, name=name)
     wait_ready(server)
     return server
+
+
+@contextmanager
+def two_workers_in(tmp: Path, name: str) -> Iterator[Server]:
+    """One server, two Hypercorn workers, one SQLite file, all in ``tmp`` (the runs
+    journal too: :func:`runs_of`); both workers serve before it is used."""
+    server = start_sqlite(tmp, tmp / "offload.db", tmp / RUNS_FILE, "--workers", "2",
+                          name=name)
+    try:
+        asyncio.run(wait_for_workers(server, 2))
+        yield server
+    finally:
+        finish(server)
+
+
+def runs_of(server: Server) -> Path:
+    """The runs journal of a server of :func:`two_workers_in` (beside its log)."""
+    return server.log_path.parent / RUNS_FILE
 
 
 @contextmanager

@@ -5,21 +5,19 @@ progress as fast as it can, and a stream on each worker, over HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from .durable_tasks import starts
-from .server import Server, finish
+from .server import Server
 from .sqlite_helpers import (
     WAIT,
     Pinned,
     key_prefix,
     pinned_pool,
     post,
-    start_sqlite,
-    wait_for_workers,
+    runs_of,
 )
 from .sse import Event, events
 
@@ -28,25 +26,8 @@ STEPS = 40  # progress updates, all within about one poll interval of the feed
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("feed-two-workers")
-
-
-@pytest.fixture(scope="module")
-def runs(deployment: Path) -> Path:
-    return deployment / "runs.jsonl"
-
-
-@pytest.fixture(scope="module")
-def two_workers(deployment: Path, runs: Path) -> Iterator[Server]:
-    """One server, two Hypercorn workers, one SQLite file; both workers serve before use."""
-    server = start_sqlite(deployment, deployment / "offload.db", runs, "--workers", "2",
-                          name="feed-two-workers")
-    try:
-        asyncio.run(wait_for_workers(server, 2))
-        yield server
-    finally:
-        finish(server)
+def runs(two_workers: Server) -> Path:
+    return runs_of(two_workers)
 
 
 async def follow(side: Pinned, task_id: str) -> list[Event]:

@@ -13,7 +13,6 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from .durable_tasks import most_at_once, read_runs, starts
 from .helpers import is_terminal
-from .server import Server, finish
+from .server import Server
 from .sqlite_helpers import (
     WAIT,
     Pinned,
@@ -31,7 +30,7 @@ from .sqlite_helpers import (
     pinned_clients,
     pinned_pool,
     post,
-    start_sqlite,
+    runs_of,
     timestamp,
     wait_for_workers,
     wait_on,
@@ -43,25 +42,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("two-workers")
-
-
-@pytest.fixture(scope="module")
-def runs(deployment: Path) -> Path:
-    return deployment / "runs.jsonl"
-
-
-@pytest.fixture(scope="module")
-def two_workers(deployment: Path, runs: Path) -> Iterator[Server]:
-    """One server, two Hypercorn workers, one SQLite file; both workers serve before use."""
-    server = start_sqlite(deployment, deployment / "offload.db", runs, "--workers", "2",
-                          name="two-workers")
-    try:
-        asyncio.run(wait_for_workers(server, 2))
-        yield server
-    finally:
-        finish(server)
+def runs(two_workers: Server) -> Path:
+    return runs_of(two_workers)
 
 
 async def test_any_worker_answers_get_wait_list_stats_and_delete(two_workers: Server) -> None:
