@@ -16,8 +16,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.e2e.durable_tasks import RUNS_ENV
+from tests.e2e.durable_tasks import RUNS_ENV, read_runs, starts
 from tests.e2e.server import REPO, Server, finish, server_env, spawn, wait_ready
 from tests.redis_server import RedisServer, fresh_prefix
 
@@ -137,3 +138,26 @@ def running(tmp: Path, deployment: Deployment, workers: int = 1, webs: int = 1,
         for web in started_webs:
             if web.process.poll() is None:
                 finish(web)
+
+
+KILL_9_CASES = [("idempotent_run", ("succeeded", 2)), ("journal_run", ("failed", 1))]
+"""``(name, ending)`` of the tests that ``kill -9`` the pool process running a task of
+``durable_tasks``: its status and attempts in the end."""
+
+
+def assert_ended_after_kill_9(runs: Path, key: str, killed: int, ended: dict[str, Any],
+                              ending: tuple[str, int]) -> None:
+    """How the task journaled as ``key`` ended after ``kill -9`` of the pool process
+    ``killed`` that ran it (``ended``: its record): an idempotent one ran again in another
+    process from the message delivered again; any other had started and may not run twice,
+    so it failed as Interrupted, having started once and never ended."""
+    assert (ended["status"], ended["attempts"]) == ending, ended
+    attempts = starts(runs, key)
+    if ending[0] == "succeeded":  # run again by the redelivered message, elsewhere
+        assert [run.attempt for run in attempts] == [1, 2]
+        assert attempts[1].pid != killed
+        assert ended["result"] == key
+    else:  # it had started, and may not run twice: Interrupted
+        assert ended["error"]["type"] == "Interrupted"
+        assert [run.attempt for run in attempts] == [1]
+        assert [run.event for run in read_runs(runs) if run.key == key] == ["start"]

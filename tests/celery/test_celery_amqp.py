@@ -26,14 +26,20 @@ import pytest
 from service.client import AsyncOffloadClient
 from service.models import Status
 from service.scaleout.config import AMQP_MAX_PRIORITY, celery_priority
-from tests.e2e.durable_tasks import read_runs, starts
+from tests.e2e.durable_tasks import starts
 from tests.e2e.helpers import submit, wait_terminal
 from tests.e2e.server import finish
 from tests.e2e.sqlite_helpers import key_prefix, wait_until
 from tests.rabbitmq_server import HOST, RabbitMQServer, running_rabbitmq
 from tests.redis_server import RedisServer, fresh_prefix, running_redis
 
-from .cluster import Deployment, start_web, start_worker
+from .cluster import (
+    KILL_9_CASES,
+    Deployment,
+    assert_ended_after_kill_9,
+    start_web,
+    start_worker,
+)
 from .conftest import CLIENT_TIMEOUT, Cluster
 
 pytestmark = pytest.mark.e2e
@@ -175,8 +181,7 @@ async def test_a_cancelled_queued_task_never_runs(
     assert waiting_messages(rabbitmq) == 0  # consumed, not left behind
 
 
-@pytest.mark.parametrize(("name", "ending"), [
-    ("idempotent_run", ("succeeded", 2)), ("journal_run", ("failed", 1))])
+@pytest.mark.parametrize(("name", "ending"), KILL_9_CASES)
 async def test_kill_9_of_the_process_running_a_task(
         cluster: Cluster, client: httpx.AsyncClient, name: str, ending: tuple[str, int]
         ) -> None:
@@ -190,16 +195,7 @@ async def test_kill_9_of_the_process_running_a_task(
     os.kill(pid, signal.SIGKILL)
     gate.touch()  # a run after this one ends at once
     ended = await wait_terminal(client, task["id"])
-    assert (ended["status"], ended["attempts"]) == ending, ended
-    runs = starts(cluster.runs, key)
-    if ending[0] == "succeeded":  # run again by the redelivered message, elsewhere
-        assert [run.attempt for run in runs] == [1, 2]
-        assert runs[1].pid != pid
-        assert ended["result"] == key
-    else:  # it had started, and may not run twice: Interrupted
-        assert ended["error"]["type"] == "Interrupted"
-        assert [run.attempt for run in runs] == [1]
-        assert [run.event for run in read_runs(cluster.runs) if run.key == key] == ["start"]
+    assert_ended_after_kill_9(cluster.runs, key, pid, ended, ending)
     await wait_until(lambda: len(worker.pool_pids()) == 1, "a new pool process", 30)
     assert "WorkerLostError" in worker.output()  # Celery saw its pool process die
     await wait_until(lambda: worker.output().count(

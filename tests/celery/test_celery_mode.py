@@ -23,6 +23,7 @@ from tests.e2e.server import REPO
 from tests.e2e.sqlite_helpers import key_prefix, timestamp, wait_until
 from tests.e2e.sse import events
 
+from .cluster import KILL_9_CASES, assert_ended_after_kill_9
 from .conftest import Cluster
 
 pytestmark = pytest.mark.e2e
@@ -221,8 +222,7 @@ async def test_a_process_task_past_its_timeout_has_its_pool_process_ended(
     assert [run.event for run in read_runs(cluster.runs) if run.key == key] == ["start"]
 
 
-@pytest.mark.parametrize(("name", "ending"), [
-    ("idempotent_run", ("succeeded", 2)), ("journal_run", ("failed", 1))])
+@pytest.mark.parametrize(("name", "ending"), KILL_9_CASES)
 async def test_kill_9_of_the_process_running_a_task(
         cluster: Cluster, client: httpx.AsyncClient, name: str, ending: tuple[str, int]
         ) -> None:
@@ -232,15 +232,7 @@ async def test_kill_9_of_the_process_running_a_task(
     os.kill(pid, signal.SIGKILL)
     gate.touch()  # a run after this one ends at once
     ended = await wait_terminal(client, task["id"])
-    assert (ended["status"], ended["attempts"]) == ending, ended
-    runs = starts(cluster.runs, key)
-    if ending[0] == "succeeded":  # run again by the redelivered message, elsewhere
-        assert [run.attempt for run in runs] == [1, 2]
-        assert runs[1].pid != pid
-        assert ended["result"] == key
-    else:  # it had started, and may not run twice: Interrupted
-        assert ended["error"]["type"] == "Interrupted"
-        assert [run.attempt for run in runs] == [1]
+    assert_ended_after_kill_9(cluster.runs, key, pid, ended, ending)
 
 
 def celery_command(cluster: Cluster, *args: str) -> dict[str, Any]:
