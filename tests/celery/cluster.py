@@ -133,11 +133,16 @@ def running(tmp: Path, deployment: Deployment, workers: int = 1, webs: int = 1,
             started_webs.append(start_web(tmp, deployment, f"web{i + 1}", **overrides))
         yield started_webs, started_workers
     finally:
-        for worker in started_workers:
-            worker.stop()
-        for web in started_webs:
-            if web.process.poll() is None:
-                finish(web)
+        stop_all(started_webs, started_workers)
+
+
+def stop_all(webs: list[Server], workers: list[Worker]) -> None:
+    """Stop these workers (each drains), then the web processes still running."""
+    for worker in workers:
+        worker.stop()
+    for web in webs:
+        if web.process.poll() is None:
+            finish(web)
 
 
 KILL_9_CASES = [("idempotent_run", ("succeeded", 2)), ("journal_run", ("failed", 1))]

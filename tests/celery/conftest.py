@@ -13,7 +13,7 @@ import pytest
 from tests.e2e.server import Server
 from tests.redis_server import RedisServer, running_redis
 
-from .cluster import Deployment, Worker, running
+from .cluster import Deployment, Worker, running, stop_all
 
 CLIENT_TIMEOUT = 30.0
 
@@ -32,6 +32,9 @@ class Cluster:
     @property
     def runs(self) -> Path:
         return self.deployment.runs
+
+    def stop(self) -> None:
+        stop_all(self.webs, self.workers)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,6 @@ from service.models import Status
 from service.scaleout.config import AMQP_MAX_PRIORITY, celery_priority
 from tests.e2e.durable_tasks import starts
 from tests.e2e.helpers import submit, wait_terminal
-from tests.e2e.server import finish
 from tests.e2e.sqlite_helpers import key_prefix, wait_until
 from tests.rabbitmq_server import HOST, RabbitMQServer, running_rabbitmq
 from tests.redis_server import RedisServer, fresh_prefix, running_redis
@@ -74,11 +73,7 @@ def deployed(tmp: Path, store: RedisServer, rabbitmq: RabbitMQServer, **env: str
         found.webs.append(start_web(tmp, deployment, "web1", **env))
         yield found
     finally:
-        for worker in found.workers:
-            worker.stop()
-        for web in found.webs:
-            if web.process.poll() is None:
-                finish(web)
+        found.stop()
 
 
 @pytest.fixture(scope="module")

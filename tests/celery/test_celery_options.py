@@ -26,7 +26,7 @@ from service.scaleout.config import REDIS_PRIORITY_STEPS, celery_priority, celer
 from service.settings import Settings
 from tests.e2e.durable_tasks import starts
 from tests.e2e.helpers import submit, wait_terminal
-from tests.e2e.server import REPO, Server, finish
+from tests.e2e.server import REPO, Server
 from tests.e2e.sqlite_helpers import key_prefix, wait_until
 from tests.redis_server import running_redis
 
@@ -49,11 +49,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         try:
             yield found
         finally:
-            for started in found.workers:
-                started.stop()
-            for web in found.webs:
-                if web.process.poll() is None:
-                    finish(web)
+            found.stop()
 
 
 # These tests count the messages waiting with the broker: no resend may add one meanwhile
