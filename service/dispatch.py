@@ -42,8 +42,8 @@ class Dispatch:
         """Add the records (``add`` calls the store) and see that each gets run."""
         return await add()
 
-    def cancelled(self, task_id: str) -> None:
-        """A cancel was requested (the store has it already)."""
+    def cancelled(self, record: TaskRecord) -> None:
+        """A cancel was requested (the store has it already; ``record`` as it left it)."""
 
     async def stop(self) -> None:
         """Stop at shutdown, after the runner has drained."""

@@ -51,7 +51,7 @@ class TaskOperations:
         if not record.terminal:
             record = await self.store.request_cancel(task_id, time.time()) or record
             if record.cancel_requested:  # else it ended meanwhile, on its own
-                self.dispatch.cancelled(task_id)
+                self.dispatch.cancelled(record)
                 return record
         raise TaskAlreadyTerminal(f"task {task_id} is already {record.status}")
 

@@ -13,7 +13,7 @@ Scheduled records (a delay, a retry's wait) are planned for their time. Messages
 sent for records that may start now: no Celery countdown, so no message waits in a
 worker's memory (the Redis transport hands those out again after its visibility timeout).
 A type whose concurrency or rate limit holds a start back is *gated* in the store: its
-waiting records' messages are dropped, and the plan wakes them one at a time, in queue
+waiting records' messages are dropped, and the gate wakes those that may start, in queue
 order, when a start may be allowed (see :mod:`~service.stores.dispatch`).
 """
 
@@ -125,6 +125,13 @@ class Dispatcher:
         await self.send(ready, gone)
         return len(ids)
 
+    async def pass_turn(self, name: str) -> None:
+        """A queued record of ``name`` was cancelled: if its type's gate is closed and had
+        woken it, the next in line is woken in its place (its claim checks the limits)."""
+        now = time.time()
+        await self.send(await self.store.open_gate(name, now, now + self.resend, most=1),
+                        replan=False)
+
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
@@ -165,8 +172,10 @@ class CeleryDispatch(Dispatch):
     async def admit(self, records: Sequence[TaskRecord], add: Add) -> list[TaskRecord]:
         return await self.dispatcher.admit(records, add)
 
-    def cancelled(self, task_id: str) -> None:
-        self.dispatcher.spawn(self.dispatcher.publisher.revoke(task_id))
+    def cancelled(self, record: TaskRecord) -> None:
+        self.dispatcher.spawn(self.dispatcher.publisher.revoke(record.id))
+        if record.status is Status.CANCELLED:  # ended unstarted, its message revoked
+            self.dispatcher.spawn(self.dispatcher.pass_turn(record.name))
 
     async def _send_due(self) -> None:
         failing = False

@@ -124,8 +124,7 @@ class WorkerHost:
         None when done with it, or the seconds after which it must be looked at again."""
         later = self._call(self._serve(task_id, attempts, name))
         if self._must_exit():
-            assert self._dispatcher is not None  # the messages this one sends go first
-            self._call(self._dispatcher.settle_background(), STOP_TIMEOUT)
+            self._settle_before_exit()
         if self.inline is not None and self.inline.must_exit:
             log.warning("task %s: its process task was stopped; ending this pool process "
                         "(Celery starts another)", task_id)
@@ -136,6 +135,16 @@ class WorkerHost:
                         "process (Celery starts another)", task_id)
             os._exit(DOOMED_EXIT)
         return later
+
+    def _settle_before_exit(self) -> None:
+        """Send the messages this process still sends (the records it woke) before it is
+        ended; never keeps it from being ended."""
+        assert self._dispatcher is not None
+        try:
+            self._call(self._dispatcher.settle_background(), STOP_TIMEOUT)
+        except Exception as exc:
+            log.warning("messages not sent before this pool process ends (the store's "
+                        "dispatch plan sends them): %s", exc)
 
     def _must_exit(self) -> bool:
         return ((self.inline is not None and self.inline.must_exit)

@@ -80,11 +80,12 @@ class RedisDispatch(DispatchStore):
         return min(times) if times else None
 
     async def open_gate(self, name: str, now: float, resend_at: float,
-                        limit: int | None = None, rate: RateLimit | None = None
-                        ) -> list[TaskRecord]:
+                        limit: int | None = None, rate: RateLimit | None = None,
+                        most: int | None = None) -> list[TaskRecord]:
         woken = await self._run("open_gate", [
             name, number(now), number(resend_at), "" if limit is None else limit,
-            "" if rate is None else rate.starts, "" if rate is None else number(rate.window)])
+            "" if rate is None else rate.starts, "" if rate is None else number(rate.window),
+            "" if most is None else most])
         return [decode_flat(flat) for flat in woken]
 
     # -- the store's plumbing (RedisStore's own methods come first in its MRO) -----------

@@ -38,9 +38,6 @@ key                            type          holds
                                              by when (the dispatch plan)
 ``P gates``                    sorted set    Celery mode: names whose limit held a start
                                              back, by when their lane's head is woken
-``P woken:<name>``             hash          Celery mode: the records of a closed gate
-                                             whose message it sent, by when it is sent
-                                             again if no worker starts them
 =============================  ============  ===========================================
 
 Counts are the sizes of the status sets (``ZCARD``), so they can never drift from the

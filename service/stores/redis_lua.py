@@ -60,7 +60,6 @@ local function unindex(h)
     -- a closed gate (Celery mode) may have woken this record: the next in line is looked
     -- at now (a start sets the gate again in the same script)
     redis.call('ZADD', P .. 'gates', 'XX', 'LT', 0, h.name)
-    redis.call('HDEL', P .. 'woken:' .. h.name, h.id)
     if redis.call('EXISTS', lane) == 0 then redis.call('SREM', P .. 'names', h.name) end
   elseif s == 'scheduled' then redis.call('ZREM', P .. 'due', h.id)
   elseif s == 'running' then redis.call('ZREM', P .. 'leases', h.id)

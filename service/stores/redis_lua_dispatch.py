@@ -11,12 +11,13 @@ from __future__ import annotations
 # if fewer records are ahead of it in the lane than may start now (its *room*), so the
 # first `room` records of the lane may start, in any order among them. Any other record's
 # message is dropped (its entry leaves the dispatch plan: the gate stands for it). A gate
-# sends messages itself (`wake`): to the first `room` records of the lane that have none
-# out, each noted in P woken:<name> (id -> when its message is sent again, if no worker has
-# started it by then). A start that leaves room wakes the next ones (its claimer sends
-# them); a start that leaves none sets the gate's time to when one may be allowed; a task
-# of that name that ends, or a message that finds its record gone, opens the gate
-# (OPEN_GATE). The gate goes with the lane.
+# sends messages itself (`wake`): to those of the first `room` records of the lane that
+# have no message out. Every message sent has a plan entry, planned before it is sent and
+# gone once a worker starts or drops it, so an entry due later than now is a message out.
+# A start that leaves room wakes the next ones (its claimer sends them); a start that
+# leaves none sets the gate's time to when one may be allowed; a task of that name that
+# ends, a cancel, or a message that finds its record gone opens the gate (OPEN_GATE). The
+# gate goes with the lane.
 GATE = r"""
 local HAND_ON_MOST = 32  -- the most messages one call sends (the rest follow on)
 local function after(t) return string.format('%.17g', t) end  -- a score, exactly
@@ -40,7 +41,8 @@ local function room(name, now, cap, rate)
     if oldest and now - tonumber(oldest) < rate[2] then  -- RateLimit.holds_back
       n, nth = 0, oldest
     else  -- the starts within the window, roughly (the claim decides exactly)
-      local used = redis.call('ZCOUNT', log, '(' .. after(now - rate[2]), '+inf')
+      -- a microsecond wide of the window's edge: never fewer than the exact test counts
+      local used = redis.call('ZCOUNT', log, after(now - rate[2] - 1e-6), '+inf')
       n = math.min(n, math.max(1, rate[1] - used))
     end
   end
@@ -53,28 +55,19 @@ local function look_again(now, full, nth, rate, recheck)
   if full then at = math.max(at, now + recheck) end
   return after(at)
 end
--- sends the messages of the first n records of the lane that have none out: each is
--- planned for `due` and noted as woken until `again`; answers their flat hashes
-local function wake(name, n, now, due, again)
-  local woken, woken_flats = P .. 'woken:' .. name, {}
+-- the first n records of the lane with no message out, each planned for `due` (its
+-- message is sent then, or again then if the caller's is lost); answers their flat hashes
+local function wake(name, n, now, due)
+  local woken = {}
   for _, member in ipairs(redis.call('ZRANGE', P .. 'ready:' .. name, 0, n - 1)) do
     local id = string.sub(member, 18)
-    local out = redis.call('HGET', woken, id)
+    local out = redis.call('ZSCORE', P .. 'dispatch', id)
     if not out or tonumber(out) <= now then
-      redis.call('HSET', woken, id, again)
-      redis.call('ZADD', P .. 'dispatch', 'LT', due, id)
-      woken_flats[#woken_flats + 1] = flatten(load(id))
+      redis.call('ZADD', P .. 'dispatch', due, id)
+      woken[#woken + 1] = flatten(load(id))
     end
   end
-  return woken_flats
-end
-local function close_gate(name)
-  redis.call('ZREM', P .. 'gates', name)
-  redis.call('DEL', P .. 'woken:' .. name)
-end
-local function drop(id, name)  -- a message the gate stands for now
-  redis.call('ZREM', P .. 'dispatch', id)
-  redis.call('HDEL', P .. 'woken:' .. name, id)
+  return woken
 end
 """
 
@@ -128,11 +121,11 @@ local gated = redis.call('ZSCORE', gates, name)
 local free, full, nth = room(name, now, cap, rate)
 if free <= 0 then  -- the gate closes (or stays): looked at again when a start may be
   redis.call('ZADD', gates, look_again(now, full, nth, rate, recheck), name)
-  drop(id, name)
+  redis.call('ZREM', P .. 'dispatch', id)
   return {'limited', flatten(h), nth}
 end
 if gated and (redis.call('ZRANK', lane, lane_member(h)) or 0) >= free then
-  drop(id, name)
+  redis.call('ZREM', P .. 'dispatch', id)
   return {'gated', flatten(h)}
 end
 change(h, 'running', {attempts = int(a + 1), started_at = ARGV[7], lease_owner = worker,
@@ -145,7 +138,7 @@ if rate then  -- logged, keeping the newest N
 end
 if not gated then return {'claimed', flatten(h)} end
 if redis.call('EXISTS', lane) == 0 then
-  close_gate(name)
+  redis.call('ZREM', gates, name)
   return {'claimed', flatten(h)}
 end
 free, full, nth = room(name, now, cap, rate)
@@ -154,7 +147,7 @@ if free <= 0 then
   return {'claimed', flatten(h)}
 end
 redis.call('ZADD', gates, again, name)
-return {'claimed', flatten(h), unpack(wake(name, free, now, again, again))}
+return {'claimed', flatten(h), unpack(wake(name, free, now, again))}
 """
 
 # ARGV[4]: now; [5]: most ids; [6]: the time each taken id is planned again for. Answers
@@ -165,10 +158,10 @@ DISPATCH_TAKE = GATE + r"""
 local key, gates, now = P .. 'dispatch', P .. 'gates', tonumber(ARGV[4])
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', gates, '-inf', ARGV[4])) do
   if redis.call('EXISTS', P .. 'ready:' .. name) == 1 then
-    wake(name, 1, now, ARGV[4], ARGV[6])
+    wake(name, 1, now, ARGV[4])
     redis.call('ZADD', gates, ARGV[6], name)
   else
-    close_gate(name)
+    redis.call('ZREM', gates, name)
   end
 end
 local ids = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
@@ -178,19 +171,21 @@ return ids
 
 # ARGV[4]: a name; [5]: now; [6]: when a woken record's message is sent again if no worker
 # starts it; [7]: the most of that name that may run at once, or ''; [8], [9]: its rate
-# limit's starts and window, or ''. A task of that name ended (or a message found its
-# record gone): if its gate is closed, the records of its lane that may start now are
-# woken (answers their flat hashes, for the caller to send).
+# limit's starts and window, or ''; [10]: the most records to wake, or ''. A task of that name
+# ended (or a queued one was cancelled, or a message found its record gone): if its gate
+# is closed, the records of its lane that may start now are woken (answers their flat
+# hashes, for the caller to send).
 OPEN_GATE = GATE + r"""
 local name, now = ARGV[4], tonumber(ARGV[5])
 if not redis.call('ZSCORE', P .. 'gates', name) then return {} end
 if redis.call('EXISTS', P .. 'ready:' .. name) == 0 then
-  close_gate(name)
+  redis.call('ZREM', P .. 'gates', name)
   return {}
 end
 local rate = nil
 if ARGV[8] ~= '' then rate = {tonumber(ARGV[8]), tonumber(ARGV[9])} end
-local free = room(name, now, tonumber(ARGV[7]), rate)
+local free = math.min(room(name, now, tonumber(ARGV[7]), rate),
+                     tonumber(ARGV[10]) or HAND_ON_MOST)
 if free <= 0 then return {} end
-return wake(name, free, now, ARGV[6], ARGV[6])
+return wake(name, free, now, ARGV[6])
 """

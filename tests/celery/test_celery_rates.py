@@ -4,7 +4,8 @@ of ``concurrency=2``.
 
 Four pool processes and tasks of 0.2 s could start 20 a second: the limit holds only if
 each worker's ``claim_by_id`` counts the starts of the other. A task held back waits (its
-type's gate in the store wakes one at a time, in queue order, when a start is allowed);
+type's gate in the store wakes those that may start, in queue order, when a start is
+allowed);
 none fails.
 """
 

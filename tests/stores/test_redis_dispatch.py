@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from service.models import Status
+from service.models import Status, TaskRecord
 from service.rate_limits import RateLimit
 from service.stores import RedisStore, open_store
 from service.stores.base import Outcome, QueueBoundReached
@@ -174,6 +175,9 @@ async def test_a_rate_limited_type_starts_in_queue_order_one_message_at_a_time(
     # another message of the type finds the gate closed and c first in line: dropped
     assert (await store.claim_by_id(b.id, 0, "w", NOW + 11, LEASE, rate=rate)).verdict == \
         "gated"
+    # c's message came while the rate allowed no start: dropped too; no message is out
+    assert (await store.claim_by_id(c.id, 0, "w", NOW + 5, LEASE, rate=rate)).verdict == \
+        "limited"
     started = []
     for _ in range(3):  # the gate wakes the lane's head alone, when a start is allowed
         at = await store.next_dispatch()
@@ -280,6 +284,68 @@ async def test_a_fresh_start_under_a_gate_wakes_no_record_already_woken(
     await succeed(store, await fetch(store, urgent.id))
     assert [r.id for r in await store.open_gate("n", NOW + 3, NOW + 60, limit=3)] == \
         [records[4].id]
+
+
+async def admit(store: RedisStore, **fields: Any) -> TaskRecord:
+    """A submission as a web process admits it: the record and its plan in one step, then
+    its message (in flight in the tests below)."""
+    record = new("n", **fields)
+    (stored,) = await store.add_planned([record], None, {record.id: NOW + 60})
+    return stored
+
+
+async def test_a_gate_never_wakes_a_submission_whose_own_message_is_out(
+        store: RedisStore) -> None:
+    a, b, c = await store.add([new("n"), new("n"), new("n")])
+    for record in (a, b):
+        await store.claim_by_id(record.id, 0, "w", NOW, LEASE, limit=2)
+    assert (await store.claim_by_id(c.id, 0, "w", NOW, LEASE, limit=2)).verdict == "limited"
+    urgent = await admit(store, priority=5)  # first in line, its message on its way
+    await succeed(store, await fetch(store, a.id))
+    assert await store.open_gate("n", NOW + 1, NOW + 61, limit=2) == []
+    await succeed(store, await fetch(store, b.id))
+    (woken,) = await store.open_gate("n", NOW + 1, NOW + 61, limit=2)
+    assert woken.id == c.id
+    late = await admit(store)  # behind c, its message on its way
+    started = await store.claim_by_id(urgent.id, 0, "w", NOW + 2, LEASE, limit=2)
+    assert (started.verdict, started.hand_on) == ("claimed", ())  # c's, late's are out
+    assert (await store.claim_by_id(c.id, 0, "w", NOW + 2, LEASE, limit=2)).verdict == \
+        "claimed"
+    assert (await store.claim_by_id(late.id, 0, "w", NOW + 2, LEASE, limit=2)).verdict == \
+        "limited"
+
+
+async def test_the_room_a_rate_leaves_is_never_overcounted_at_its_windows_edge(
+        store: RedisStore) -> None:
+    rate, now = RateLimit(3, 1.0), 1010.0
+    edge = now - rate.window  # rounded: by the exact test, still inside the window at now
+    assert rate.holds_back(edge, now)
+    records = await store.add([new("n") for _ in range(7)])
+    await store.claim_by_id(records[0].id, 0, "w", edge - 1e-3, LEASE, rate=rate)
+    for record in records[1:3]:
+        await store.claim_by_id(record.id, 0, "w", edge, LEASE, rate=rate)
+    assert (await store.claim_by_id(records[3].id, 0, "w", edge, LEASE, rate=rate)
+            ).verdict == "limited"
+    (woken,) = await store.open_gate("n", now, now + 60, rate=rate)  # room for one: the head
+    assert woken.id == records[3].id
+    assert (await store.claim_by_id(woken.id, 0, "w", now, LEASE, rate=rate)).verdict == \
+        "claimed"
+
+
+async def test_a_cancel_passes_a_woken_records_turn_on(store: RedisStore) -> None:
+    a, b, c = await store.add([new("n") for _ in range(3)])
+    await store.claim_by_id(a.id, 0, "w", NOW, LEASE, limit=1)
+    assert (await store.claim_by_id(b.id, 0, "w", NOW, LEASE, limit=1)).verdict == "limited"
+    await succeed(store, await fetch(store, a.id))
+    (woken,) = await store.open_gate("n", NOW + 1, NOW + 61, limit=1)
+    assert woken.id == b.id
+    # cancelled, its message revoked (no worker sees it): the canceller wakes one in its
+    # place, whose claim checks the limits (it knows neither)
+    await store.request_cancel(b.id, NOW + 2)
+    (instead,) = await store.open_gate("n", NOW + 2, NOW + 62, most=1)
+    assert instead.id == c.id
+    assert (await store.claim_by_id(c.id, 0, "w", NOW + 3, LEASE, limit=1)).verdict == \
+        "claimed"
 
 
 async def test_a_limit_removed_while_its_gate_is_closed_drains_the_lane(
