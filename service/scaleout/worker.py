@@ -172,8 +172,6 @@ class WorkerHost:
                     return None
                 attempts = settled.attempts  # handed back: run it again here, now
                 continue
-            if claim.verdict in ("ended", "missing") and (limit or rate):
-                await self._open_gate(name)  # it may have been woken: the next is, now
             return await self._later(claim, attempts, now)
 
     async def _later(self, claim: ClaimById, attempts: int, now: float) -> float | None:
@@ -203,8 +201,7 @@ class WorkerHost:
             await self._runner.run_claimed(record)
         finally:
             self._serving.discard(record.id)
-        if record.name in self.registry.concurrency_limits():
-            await self._open_gate(record.name)
+        await self._open_gate(record.name)
         released, self._released = self._released, []
         if released:  # records that waited for this one: theirs are sent from here
             await self._dispatcher.send(released)
@@ -217,9 +214,11 @@ class WorkerHost:
             self._dispatcher.spawn(self._dispatcher.send(records, replan=False))
 
     async def _open_gate(self, name: str) -> None:
-        """A task of ``name`` ended here (or a message found its record gone): if its gate
-        is closed, the records that may start now are woken, their messages sent from
-        here (awaited: this pool process may be ended right after)."""
+        """A task of ``name`` ended here: if it is of a type with a concurrency limit
+        whose gate is closed, the records that may start now are woken, their messages
+        sent from here (awaited: this pool process may be ended right after)."""
+        if name not in self.registry.concurrency_limits():
+            return
         assert self._plans is not None
         assert self._dispatcher is not None
         now = time.time()

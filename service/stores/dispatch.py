@@ -121,8 +121,8 @@ class DispatchStore(ABC):
     async def open_gate(self, name: str, now: float, resend_at: float,
                         limit: int | None = None, rate: RateLimit | None = None,
                         most: int | None = None) -> list[TaskRecord]:
-        """A task of ``name`` ended (or a queued one was cancelled, or a message found its
-        record gone), so some waiting may be allowed to start: if the type's gate is
-        closed, the first records in line (``most`` at most) that may start at ``now``
-        under ``limit`` and ``rate`` and have no message out, for the caller to send now
-        (each planned for ``resend_at`` in case it never does)."""
+        """A task of ``name`` ended (or a queued one was cancelled), so some waiting may
+        be allowed to start: if the type's gate is closed, the first records in line
+        (``most`` at most) that may start at ``now`` under ``limit`` and ``rate`` and
+        have no message out, for the caller to send now (each planned for ``resend_at``
+        in case it never does)."""

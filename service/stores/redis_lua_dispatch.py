@@ -16,8 +16,8 @@ from __future__ import annotations
 # gone once a worker starts or drops it, so an entry due later than now is a message out.
 # A start that leaves room wakes the next ones (its claimer sends them); a start that
 # leaves none sets the gate's time to when one may be allowed; a task of that name that
-# ends, a cancel, or a message that finds its record gone opens the gate (OPEN_GATE). The
-# gate goes with the lane.
+# ends, or a cancel of a queued one, opens the gate (OPEN_GATE). The gate goes with the
+# lane.
 GATE = r"""
 local HAND_ON_MOST = 32  -- the most messages one call sends (the rest follow on)
 local function after(t) return string.format('%.17g', t) end  -- a score, exactly
@@ -172,7 +172,7 @@ return ids
 # ARGV[4]: a name; [5]: now; [6]: when a woken record's message is sent again if no worker
 # starts it; [7]: the most of that name that may run at once, or ''; [8], [9]: its rate
 # limit's starts and window, or ''; [10]: the most records to wake, or ''. A task of that name
-# ended (or a queued one was cancelled, or a message found its record gone): if its gate
+# ended (or a queued one was cancelled): if its gate
 # is closed, the records of its lane that may start now are woken (answers their flat
 # hashes, for the caller to send).
 OPEN_GATE = GATE + r"""

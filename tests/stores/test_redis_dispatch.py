@@ -376,7 +376,8 @@ async def test_a_woken_record_cancelled_before_its_message_wakes_the_next(
     assert head.id == c.id
     await store.request_cancel(c.id, NOW + 2)  # before its message comes: its turn passes
     assert await store.next_dispatch() == 0  # a web process's dispatch looks at once
-    # with no web process: the worker that gets c's message finds it ended, opens the gate
+    # with no web process: c's message finds it ended, and the gate opened by the cancelling
+    # process (open_gate) wakes d
     assert (await store.claim_by_id(c.id, 0, "w", NOW + 3, LEASE, limit=2)).verdict == \
         "ended"
     (after,) = await store.open_gate("n", NOW + 3, NOW + 60, limit=2)
