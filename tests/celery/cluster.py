@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
+from service.scaleout.config import REDIS_PRIORITY_STEPS
 from tests.e2e.durable_tasks import RUNS_ENV, read_runs, starts
 from tests.e2e.server import REPO, Server, finish, server_env, spawn, wait_ready
 from tests.redis_server import RedisServer, fresh_prefix
@@ -25,6 +28,8 @@ from tests.redis_server import RedisServer, fresh_prefix
 MODULES = "service.demo,tests.e2e.durable_tasks,tests.celery.celery_tasks"
 READY_DEADLINE = 60.0  # seconds for a worker to say it is ready (imports on a busy machine)
 STOP_DEADLINE = 30.0
+DEFAULT_QUEUE = "celery"  # where Offload's messages go (Celery's default queue)
+SEP = "\x06\x16"  # the Redis transport's separator between a queue and its priority step
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,17 @@ def running(tmp: Path, deployment: Deployment, workers: int = 1, webs: int = 1,
         yield started_webs, started_workers
     finally:
         stop_all(started_webs, started_workers)
+
+
+def waiting_messages(broker: str, queue: str = DEFAULT_QUEUE) -> dict[int, int]:
+    """Messages waiting with the Redis ``broker`` in ``queue``, per priority step (its
+    lists)."""
+    client = redis.Redis.from_url(broker)
+    try:
+        return {step: int(client.llen(queue if step == 0 else f"{queue}{SEP}{step}"))
+                for step in REDIS_PRIORITY_STEPS}
+    finally:
+        client.close()
 
 
 def stop_all(webs: list[Server], workers: list[Worker]) -> None:

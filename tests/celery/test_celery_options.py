@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import kombu.transport.redis
 import pytest
-import redis
 
 from service.scaleout.config import REDIS_PRIORITY_STEPS, celery_priority, celery_settings
 from service.settings import Settings
@@ -30,13 +29,11 @@ from tests.e2e.server import REPO, Server
 from tests.e2e.sqlite_helpers import key_prefix, wait_until
 from tests.redis_server import running_redis
 
-from .cluster import Deployment, Worker, start_web, start_worker
+from .cluster import Deployment, Worker, start_web, start_worker, waiting_messages
 from .conftest import CLIENT_TIMEOUT, Cluster
 
 pytestmark = pytest.mark.e2e
 ROUTED = {"CELERY_CONFIG_MODULE": "tests.celery.celery_routes"}  # add -> the queue "other"
-DEFAULT_QUEUE = "celery"
-SEP = "\x06\x16"  # the Redis transport's separator between a queue and its priority step
 
 
 @pytest.fixture
@@ -74,16 +71,6 @@ def client(server: Server) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=server.base_url, timeout=CLIENT_TIMEOUT)
 
 
-def waiting_messages(cluster: Cluster, queue: str = DEFAULT_QUEUE) -> dict[int, int]:
-    """Messages waiting with the broker in ``queue``, per priority step (its lists)."""
-    broker = redis.Redis.from_url(cluster.deployment.broker)
-    try:
-        return {step: int(broker.llen(queue if step == 0 else f"{queue}{SEP}{step}"))
-                for step in REDIS_PRIORITY_STEPS}
-    finally:
-        broker.close()
-
-
 def celery_command(cluster: Cluster, *args: str, **env: str) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "service.celery_app", *args],
@@ -112,7 +99,7 @@ async def test_a_worker_started_with_q_consumes_only_the_queues_it_names(
         assert (done["status"], done["result"]) == ("succeeded", 5)  # "other" was consumed
         # ... and the message on "celery" is still with the broker, taken by no one
         assert (await http.get(f"/tasks/{waiting['id']}")).json()["status"] == "queued"
-        await wait_until(lambda: sum(waiting_messages(cluster).values()) == 1,
+        await wait_until(lambda: sum(waiting_messages(cluster.deployment.broker).values()) == 1,
                          "the message waits in the queue celery", 10)
         name = other.hostname.replace("%h", socket.gethostname())
         queues = await asyncio.to_thread(celery_command, cluster, "inspect", "active_queues",
@@ -204,7 +191,8 @@ async def test_a_busy_worker_starts_the_higher_priority_task_first(cluster: Clus
         assert [task["priority"] for task in tasks.values()] == list(order.values())
         # each waits with the broker (the worker takes no more), on a list of its own
         steps = sorted({celery_priority(p, cluster.deployment.broker) for p in order.values()})
-        await wait_until(lambda: [waiting_messages(cluster)[s] for s in steps] == [1, 1, 1],
+        broker = cluster.deployment.broker
+        await wait_until(lambda: [waiting_messages(broker)[s] for s in steps] == [1, 1, 1],
                          "one message on each of three priority lists", 10)
         gate.touch()
         for task in (blocker, *tasks.values()):

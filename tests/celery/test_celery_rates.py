@@ -15,6 +15,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,19 @@ from service.models import TaskRecord
 from service.stores import open_store
 from tests.e2e.durable_tasks import most_at_once, read_runs, starts
 from tests.e2e.helpers import wait_terminal
-from tests.e2e.server import finish
+from tests.e2e.server import Server, finish
 from tests.e2e.sqlite_helpers import key_prefix
 from tests.redis_server import RedisServer, running_redis
 
-from .cluster import Deployment, running, start_web, start_worker
+from .cluster import (
+    Deployment,
+    Worker,
+    running,
+    start_web,
+    start_worker,
+    stop_all,
+    waiting_messages,
+)
 from .conftest import CLIENT_TIMEOUT, Cluster
 
 pytestmark = pytest.mark.e2e
@@ -141,6 +150,112 @@ async def drain_with_no_web_process(redis: RedisServer, tmp_path: Path) -> None:
     assert most_at_once(runs) <= 2
     assert_in_queue_order([int(run.key.removeprefix(key)) for run in runs
                            if run.event == "start"], 2)
+
+
+async def test_a_cancelled_woken_record_passes_its_turn_on(tmp_path: Path) -> None:
+    # A record woken (its message sent by the worker whose task ended) is cancelled before
+    # its message runs. Celery drops a revoked message unseen, so the cancelling web
+    # process wakes the next in line, and that is the last web process: no dispatch pass
+    # is left to wake it later.
+    with running_redis() as redis:
+        deployment = Deployment.on(redis, tmp_path / "runs.jsonl")
+        worker = start_worker(tmp_path, deployment, "w", "--pool", "prefork", "-c", "4",
+                              **NO_RESEND)
+        scene = Scene(deployment, worker, tmp_path, key_prefix())
+        try:
+            ended = await cancel_a_woken_record(scene)
+        finally:
+            stop_all(scene.webs, [worker])
+    assert [r.status.value for r in ended] == ["succeeded"] * 2 + ["cancelled"] + [
+        "succeeded"] * 4
+    assert not starts(deployment.runs, f"{scene.key}C")  # cancelled unstarted
+    assert most_at_once([run for run in read_runs(deployment.runs)
+                         if run.key.removeprefix(scene.key) in ("A", "B", "D")]) <= 2
+
+
+NO_RESEND = {"OFFLOAD_CELERY_RESEND": "3600"}  # no message sent again within the test
+
+
+async def cancel_a_woken_record(scene: Scene) -> list[TaskRecord]:
+    """limited_run A and B run; C and D wait, their messages dropped; blockers X, Y and Z
+    keep the other pool processes busy, so the message A's end sends C waits; C is
+    cancelled; once the blockers end, D starts. The records of A, B, C, D, X, Y, Z."""
+    scene.start_web()
+    await scene.submit("limited_run", "A", "B")
+    await scene.started("A", "B")
+    await scene.submit("limited_run", "C", "D", gate="rest")
+    await scene.dropped("C", "D")  # both slots are taken
+    await scene.submit("journal_run", "X", "Y", gate="blockers")
+    await scene.started("X", "Y")
+    await scene.submit("journal_run", "Z", gate="blockers")
+    await scene.waiting(1)  # every pool process is busy: Z's message waits
+    scene.stop_web()
+    scene.open("A")
+    await scene.started("Z")  # A's process sent C's message before it took Z's
+    assert scene.messages() == 1
+    scene.start_web()  # its dispatch pass wakes only a lane's first: C, whose message waits
+    await scene.cancel("C")
+    scene.stop_web()  # a clean stop: its messages sent first
+    scene.open("blockers")
+    await scene.started("D")  # after C's revoked message, in C's place
+    scene.open("B")
+    scene.open("rest")
+    return await all_ended(scene.deployment.store, list(scene.ids.values()))
+
+
+@dataclass
+class Scene:
+    """Tasks journaled as ``<key><label>``, each holding until its gate file exists (its
+    label's, unless named; longer than any wait of the test), submitted over HTTP to a deployment of one worker and a web
+    process at a time."""
+
+    deployment: Deployment
+    worker: Worker
+    tmp: Path
+    key: str
+    ids: dict[str, str] = field(default_factory=dict)
+    webs: list[Server] = field(default_factory=list)
+
+    def start_web(self) -> None:
+        name = f"web{len(self.webs) + 1}"
+        self.webs.append(start_web(self.tmp, self.deployment, name, **NO_RESEND))
+
+    def stop_web(self) -> None:
+        finish(self.webs[-1])
+
+    async def submit(self, name: str, *labels: str, gate: str = "") -> None:
+        async with self.client() as http:
+            for label in labels:
+                args = [f"{self.key}{label}", 2 * DEADLINE, str(self.tmp / (gate or label))]
+                answer = await http.post("/tasks", json={"name": name, "args": args})
+                assert answer.status_code == 202, answer.text
+                self.ids[label] = answer.json()["id"]
+
+    async def cancel(self, label: str) -> None:
+        async with self.client() as http:
+            answer = await http.post(f"/tasks/{self.ids[label]}/cancel")
+        assert answer.json()["status"] == "cancelled", answer.text
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.webs[-1].base_url, timeout=CLIENT_TIMEOUT)
+
+    async def started(self, *labels: str) -> None:
+        await until(lambda: all(starts(self.deployment.runs, f"{self.key}{label}")
+                                for label in labels))
+
+    async def dropped(self, *labels: str) -> None:
+        """Until the worker has ended these tasks' messages (Celery logs each)."""
+        await until(lambda: all(f"[{self.ids[label]}] succeeded" in self.worker.output()
+                                for label in labels))
+
+    def messages(self) -> int:
+        return sum(waiting_messages(self.deployment.broker).values())
+
+    async def waiting(self, count: int) -> None:
+        await until(lambda: self.messages() == count)
+
+    def open(self, gate: str) -> None:
+        (self.tmp / gate).touch()
 
 
 async def until(condition: Callable[[], bool]) -> None:
