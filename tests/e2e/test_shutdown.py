@@ -125,12 +125,19 @@ def send(stop: Stop, server: Server, worker: int) -> None:
 async def first_answer(server: Server, path: str, wanted: int, method: str = "GET"
                        ) -> httpx.Response:
     """Ask on fresh connections until the answer has status ``wanted`` (a draining server
-    still accepts connections and answers them)."""
+    still accepts connections and answers them; one that a worker accepted as it began to
+    stop may be closed unanswered, and a client asks again)."""
     end = time.monotonic() + GRACE
     while True:
-        async with one_connection_client(server) as http:
-            response = await http.request(method, path, json={"name": "add", "args": [1, 2]}
-                                          if method == "POST" else None)
+        try:
+            async with one_connection_client(server) as http:
+                response = await http.request(
+                    method, path, json={"name": "add", "args": [1, 2]}
+                    if method == "POST" else None)
+        except httpx.RemoteProtocolError:
+            if time.monotonic() > end:
+                raise
+            continue
         if response.status_code == wanted or time.monotonic() > end:
             return response
         await asyncio.sleep(0.02)  # polling an HTTP answer, not guessing a duration
