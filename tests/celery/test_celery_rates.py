@@ -206,8 +206,8 @@ async def cancel_a_woken_record(scene: Scene) -> list[TaskRecord]:
 @dataclass
 class Scene:
     """Tasks journaled as ``<key><label>``, each holding until its gate file exists (its
-    label's, unless named; longer than any wait of the test), submitted over HTTP to a deployment of one worker and a web
-    process at a time."""
+    label's, unless named; else longer than any wait of the test), submitted over HTTP to
+    a deployment of one worker and a web process at a time."""
 
     deployment: Deployment
     worker: Worker
