@@ -76,7 +76,7 @@ class TaskService(TaskOperations):
             self.settings.max_event_streams, self.settings.expose_tracebacks,
             self.settings.events_max_bytes))
         self.metrics = Metrics(self._gauges)
-        self.dispatch = make_dispatch(self.settings, self.store)
+        self.dispatch = make_dispatch(self.settings, self.store, self.registry)
         """Where accepted records go: this process's runner, or Celery workers."""
         self.runner = Runner(self.store, self.registry, self.metrics, self.settings,
                              claiming=self.dispatch.runner_claims)

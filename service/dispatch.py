@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Protocol
 
 from .models import TaskRecord
+from .registry import Registry
 from .runner.runner import Runner
 from .settings import Settings
 from .stores.base import TaskStore
@@ -49,10 +50,10 @@ class Dispatch:
         """Stop at shutdown, after the runner has drained."""
 
 
-def make_dispatch(settings: Settings, store: TaskStore) -> Dispatch:
+def make_dispatch(settings: Settings, store: TaskStore, registry: Registry) -> Dispatch:
     """Celery's when ``OFFLOAD_CELERY_BROKER`` is set (Celery is imported only then)."""
     if not settings.celery_broker:
         return Dispatch()
     from .scaleout.dispatcher import CeleryDispatch
 
-    return CeleryDispatch(settings, store)
+    return CeleryDispatch(settings, store, registry)

@@ -28,6 +28,8 @@ from typing import Any
 from ..dispatch import Add, Dispatch
 from ..events import wait_until_set
 from ..models import Status, TaskRecord
+from ..rate_limits import RateLimit
+from ..registry import Registry
 from ..runner.runner import Runner
 from ..settings import Settings
 from ..stores.base import Outcome, TaskStore
@@ -106,12 +108,14 @@ class Dispatcher:
     async def send_due(self) -> int:
         """One pass over the plan's due entries; how many it took."""
         now = time.time()
-        ids = await self.store.take_dispatch(now, BATCH, now + self.resend)
-        if not ids:
+        taken = await self.store.take_dispatch(now, BATCH, now + self.resend)
+        if taken.woken:  # planned already: a lost one is sent again after the resend
+            await self.send(taken.woken, replan=False)
+        if not taken.ids:
             return 0
-        found = await asyncio.gather(*(self.records.get(task_id) for task_id in ids))
+        found = await asyncio.gather(*(self.records.get(task_id) for task_id in taken.ids))
         gone, later, ready = [], {}, []
-        for task_id, record in zip(ids, found, strict=True):
+        for task_id, record in zip(taken.ids, found, strict=True):
             if record is None or record.terminal:
                 gone.append(task_id)
             elif record.status is Status.WAITING:
@@ -123,13 +127,14 @@ class Dispatcher:
         if later:
             await self.store.plan_dispatch(later)
         await self.send(ready, gone)
-        return len(ids)
+        return len(taken.ids)
 
-    async def pass_turn(self, name: str) -> None:
-        """A queued record of ``name`` was cancelled: if its type's gate is closed and had
-        woken it, the next in line is woken in its place (its claim checks the limits)."""
+    async def open_gate(self, name: str, limit: int | None, rate: RateLimit | None) -> None:
+        """A task of ``name`` ended or a queued one was cancelled: if its type's gate is
+        closed, the records that may start now (under ``limit`` and ``rate``) and have no
+        message out are woken, and their messages sent from here."""
         now = time.time()
-        await self.send(await self.store.open_gate(name, now, now + self.resend, most=1),
+        await self.send(await self.store.open_gate(name, now, now + self.resend, limit, rate),
                         replan=False)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -154,13 +159,14 @@ class CeleryDispatch(Dispatch):
     name = "celery"
     runner_claims = False
 
-    def __init__(self, settings: Settings, store: TaskStore) -> None:
+    def __init__(self, settings: Settings, store: TaskStore, registry: Registry) -> None:
         if not isinstance(store, DispatchStore):
             raise ValueError(f"OFFLOAD_CELERY_BROKER needs a store that Celery workers "
                              f"share: OFFLOAD_STORE=redis://host:6379/0, not "
                              f"{settings.store!r}")
         self.dispatcher = Dispatcher(store, store, Publisher(make_celery(settings)),
                                      settings.celery_resend)
+        self.registry = registry
         self._loop: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -173,9 +179,14 @@ class CeleryDispatch(Dispatch):
         return await self.dispatcher.admit(records, add)
 
     def cancelled(self, record: TaskRecord) -> None:
+        if self._stopping:  # the publisher is closing; a worker's claim sees the cancel
+            return
         self.dispatcher.spawn(self.dispatcher.publisher.revoke(record.id))
-        if record.status is Status.CANCELLED:  # ended unstarted, its message revoked
-            self.dispatcher.spawn(self.dispatcher.pass_turn(record.name))
+        if record.status is Status.CANCELLED:  # ended unstarted, its message revoked:
+            # Celery drops it unseen, so the turn it may have had is passed on from here
+            self.dispatcher.spawn(self.dispatcher.open_gate(
+                record.name, self.registry.concurrency_limits().get(record.name),
+                self.registry.rate_limits().get(record.name)))
 
     async def _send_due(self) -> None:
         failing = False

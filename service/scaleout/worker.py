@@ -143,8 +143,8 @@ class WorkerHost:
         try:
             self._call(self._dispatcher.settle_background(), STOP_TIMEOUT)
         except Exception as exc:
-            log.warning("messages not sent before this pool process ends (the store's "
-                        "dispatch plan sends them): %s", exc)
+            log.warning("messages not sent before this pool process ends (a web "
+                        "process sends them again from the store's dispatch plan): %s", exc)
 
     def _must_exit(self) -> bool:
         return ((self.inline is not None and self.inline.must_exit)
@@ -172,13 +172,17 @@ class WorkerHost:
                     return None
                 attempts = settled.attempts  # handed back: run it again here, now
                 continue
-            return await self._later(claim, attempts, now)
+            return await self._later(claim, attempts, name, now)
 
-    async def _later(self, claim: ClaimById, attempts: int, now: float) -> float | None:
+    async def _later(self, claim: ClaimById, attempts: int, name: str, now: float
+                     ) -> float | None:
         """What a message that cannot start its record now does."""
         assert self._plans is not None
         record = claim.record
-        if record is None or claim.verdict in ("stale", "ended"):
+        if claim.verdict in ("ended", "missing"):  # its turn, had it one, passes on (the
+            await self._open_gate(name)  # canceller's does too, unless it was lost)
+            return None
+        if record is None or claim.verdict == "stale":
             return None
         if claim.verdict == "held":  # never twice at once: look again, at its lease's end
             lease_left = (record.lease_expires or now) - now + HELD_MARGIN
@@ -188,6 +192,7 @@ class WorkerHost:
             # lease lets it take over, and a live one is renewed, so sooner is no use
             return max(HELD_MARGIN, lease_left)
         if claim.verdict in ("limited", "gated"):
+            self._hand_on(claim.hand_on)  # those in the room, if idle, start first
             return None  # its type's gate in the store wakes it when its turn comes
         await self._plans.plan_dispatch({record.id: record.scheduled_at or now})  # not_due
         return None
@@ -214,20 +219,16 @@ class WorkerHost:
             self._dispatcher.spawn(self._dispatcher.send(records, replan=False))
 
     async def _open_gate(self, name: str) -> None:
-        """A task of ``name`` ended here: if it is of a type with a concurrency limit
-        whose gate is closed, the records that may start now are woken, their messages
-        sent from here (awaited: this pool process may be ended right after)."""
-        if name not in self.registry.concurrency_limits():
+        """A task of ``name`` ended here (or its message found it ended): if it is of a
+        type with a concurrency limit whose gate is closed, the records that may start
+        now are woken, their messages sent from here (awaited: this pool process may be
+        ended right after)."""
+        limit = self.registry.concurrency_limits().get(name)
+        if limit is None:
             return
-        assert self._plans is not None
         assert self._dispatcher is not None
-        now = time.time()
         try:
-            woken = await self._plans.open_gate(
-                name, now, now + self.settings.celery_resend,
-                self.registry.concurrency_limits().get(name),
-                self.registry.rate_limits().get(name))
-            await self._dispatcher.send(woken, replan=False)
+            await self._dispatcher.open_gate(name, limit, self.registry.rate_limits().get(name))
         except Exception as exc:
             log.debug("opening the gate of %s failed: %s", name, exc)
 

@@ -45,7 +45,8 @@ ClaimVerdict = Literal["claimed", "taken_over", "held", "not_due", "limited", "g
   allowed, or by :meth:`DispatchStore.open_gate` when a task of the type ends. The
   message is done with: the gate stands for it.
 - ``gated``: the type's gate is closed and the record is not among those that may start
-  now: the message is done with, and the record is woken when its turn comes.
+  now: the message is done with, and the record is woken when its turn comes. If some
+  may start now, those with no message out are woken (``ClaimById.hand_on``).
 - ``stale``: the record has moved on past this message (another message stands for it).
 - ``ended``: terminal (or cancelled): nothing to do.
 - ``missing``: no such record (deleted, evicted, or never stored).
@@ -61,8 +62,20 @@ class ClaimById:
     retry_at: float | None = None
     """For a record its rate limit holds back: the first time a start is allowed."""
     hand_on: tuple[TaskRecord, ...] = ()
-    """For a start under a closed gate that leaves room for others now: the next records
-    in line, whose messages the claimer sends (see ``limited``)."""
+    """For a start (or a message ``gated``) under a closed gate that leaves room for
+    others now: the records in line, woken, whose messages the claimer sends (see
+    ``limited``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueDispatch:
+    """What :meth:`DispatchStore.take_dispatch` took."""
+
+    ids: list[str]
+    """The ids whose time came, oldest first: sent again (or looked at) now."""
+    woken: list[TaskRecord]
+    """Records that closed gates woke as their time came (each the first in its line
+    with no message out), to send now; planned for ``again_at``."""
 
 
 RECHECK = 5.0
@@ -104,10 +117,11 @@ class DispatchStore(ABC):
         plan entry (a message sent that a worker has since taken or gated needs none)."""
 
     @abstractmethod
-    async def take_dispatch(self, now: float, limit: int, again_at: float) -> list[str]:
+    async def take_dispatch(self, now: float, limit: int, again_at: float) -> DueDispatch:
         """Up to ``limit`` ids whose time came by ``now``, oldest first, each planned
         again for ``again_at`` in the same step (so that one process sends it, and
-        another does if that one dies before calling :meth:`dispatched`)."""
+        another does if that one dies before calling :meth:`dispatched`); and the records
+        that closed gates whose time came wake."""
 
     @abstractmethod
     async def dispatched(self, task_ids: Collection[str]) -> None:
@@ -119,10 +133,10 @@ class DispatchStore(ABC):
 
     @abstractmethod
     async def open_gate(self, name: str, now: float, resend_at: float,
-                        limit: int | None = None, rate: RateLimit | None = None,
-                        most: int | None = None) -> list[TaskRecord]:
+                        limit: int | None = None, rate: RateLimit | None = None
+                        ) -> list[TaskRecord]:
         """A task of ``name`` ended (or a queued one was cancelled), so some waiting may
-        be allowed to start: if the type's gate is closed, the first records in line
-        (``most`` at most) that may start at ``now`` under ``limit`` and ``rate`` and
+        be allowed to start: if the type's gate is closed, those of the first records in
+        line that may start at ``now`` under ``limit`` and ``rate`` (their *room*) that
         have no message out, for the caller to send now (each planned for ``resend_at``
         in case it never does)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ..models import TaskRecord
 from ..rate_limits import RateLimit
 from .base import ChangeKind
-from .dispatch import RECHECK, RESEND, ClaimById, ClaimVerdict, DispatchStore
+from .dispatch import RECHECK, RESEND, ClaimById, ClaimVerdict, DispatchStore, DueDispatch
 from .redis_codec import decode_flat, number
 from .redis_connect import RedisOptions
 from .redis_scripts import Arg
@@ -47,6 +47,9 @@ class RedisDispatch(DispatchStore):
             started = self._report("status", [answer[1]])[0]
             return ClaimById(verdict, started,
                              hand_on=tuple(decode_flat(flat) for flat in answer[2:]))
+        if verdict == "gated":
+            return ClaimById(verdict, decode_flat(answer[1]),
+                             hand_on=tuple(decode_flat(flat) for flat in answer[2:]))
         if len(answer) == 3 and rate is not None:  # held back by its rate: until when
             return ClaimById(verdict, decode_flat(answer[1]),
                              rate.next_start(float(answer[2]), now))
@@ -63,9 +66,10 @@ class RedisDispatch(DispatchStore):
                 self.dispatch_key, {task_id: at for task_id, at in due.items()},
                 xx=planned_only))
 
-    async def take_dispatch(self, now: float, limit: int, again_at: float) -> list[str]:
-        ids = await self._run("dispatch_take", [number(now), limit, number(again_at)])
-        return [task_id.decode() for task_id in ids]
+    async def take_dispatch(self, now: float, limit: int, again_at: float) -> DueDispatch:
+        answer = await self._run("dispatch_take", [number(now), limit, number(again_at)])
+        return DueDispatch([task_id.decode() for task_id in answer[0]],
+                           [decode_flat(flat) for flat in answer[1:]])
 
     async def dispatched(self, task_ids: Collection[str]) -> None:
         if task_ids:
@@ -80,12 +84,11 @@ class RedisDispatch(DispatchStore):
         return min(times) if times else None
 
     async def open_gate(self, name: str, now: float, resend_at: float,
-                        limit: int | None = None, rate: RateLimit | None = None,
-                        most: int | None = None) -> list[TaskRecord]:
+                        limit: int | None = None, rate: RateLimit | None = None
+                        ) -> list[TaskRecord]:
         woken = await self._run("open_gate", [
             name, number(now), number(resend_at), "" if limit is None else limit,
-            "" if rate is None else rate.starts, "" if rate is None else number(rate.window),
-            "" if most is None else most])
+            "" if rate is None else rate.starts, "" if rate is None else number(rate.window)])
         return [decode_flat(flat) for flat in woken]
 
     # -- the store's plumbing (RedisStore's own methods come first in its MRO) -----------

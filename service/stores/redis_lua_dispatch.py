@@ -14,10 +14,10 @@ from __future__ import annotations
 # sends messages itself (`wake`): to those of the first `room` records of the lane that
 # have no message out. Every message sent has a plan entry, planned before it is sent and
 # gone once a worker starts or drops it, so an entry due later than now is a message out.
-# A start that leaves room wakes the next ones (its claimer sends them); a start that
-# leaves none sets the gate's time to when one may be allowed; a task of that name that
-# ends, or a cancel of a queued one, opens the gate (OPEN_GATE). The gate goes with the
-# lane.
+# A start that leaves room wakes the next ones (its claimer sends them), as does a message
+# dropped while there is room; a start that leaves none sets the gate's time to when one
+# may be allowed; a task of that name that ends, or a cancel of a queued one, opens the
+# gate (OPEN_GATE). The gate goes with the lane.
 GATE = r"""
 local HAND_ON_MOST = 32  -- the most messages one call sends (the rest follow on)
 local function after(t) return string.format('%.17g', t) end  -- a score, exactly
@@ -125,8 +125,8 @@ if free <= 0 then  -- the gate closes (or stays): looked at again when a start m
   return {'limited', flatten(h), nth}
 end
 if gated and (redis.call('ZRANK', lane, lane_member(h)) or 0) >= free then
-  redis.call('ZREM', P .. 'dispatch', id)
-  return {'gated', flatten(h)}
+  redis.call('ZREM', P .. 'dispatch', id)  -- those in the room start first: woken if idle
+  return {'gated', flatten(h), unpack(wake(name, free, now, again))}
 end
 change(h, 'running', {attempts = int(a + 1), started_at = ARGV[7], lease_owner = worker,
                       lease_expires = expires, progress = false})
@@ -151,14 +151,17 @@ return {'claimed', flatten(h), unpack(wake(name, free, now, again))}
 """
 
 # ARGV[4]: now; [5]: most ids; [6]: the time each taken id is planned again for. Answers
-# the ids whose time came, oldest first. First wakes the gates whose time came: each
-# lane's first record with no message out is due now (its gate looks again at [6] if no
-# claim sets it sooner).
+# {the ids whose time came, oldest first; then the flat hashes of the records the gates
+# woke}. First wakes the gates whose time came: each lane's first record with no message
+# out, planned for [6] (so a lost message is sent again after the resend, not after the
+# longer wait of a message sent again), its gate looking again at [6] if no claim sets it
+# sooner.
 DISPATCH_TAKE = GATE + r"""
 local key, gates, now = P .. 'dispatch', P .. 'gates', tonumber(ARGV[4])
+local woken = {}
 for _, name in ipairs(redis.call('ZRANGEBYSCORE', gates, '-inf', ARGV[4])) do
   if redis.call('EXISTS', P .. 'ready:' .. name) == 1 then
-    wake(name, 1, now, ARGV[4])
+    for _, flat in ipairs(wake(name, 1, now, ARGV[6])) do woken[#woken + 1] = flat end
     redis.call('ZADD', gates, ARGV[6], name)
   else
     redis.call('ZREM', gates, name)
@@ -166,15 +169,14 @@ for _, name in ipairs(redis.call('ZRANGEBYSCORE', gates, '-inf', ARGV[4])) do
 end
 local ids = redis.call('ZRANGEBYSCORE', key, '-inf', ARGV[4], 'LIMIT', 0, tonumber(ARGV[5]))
 for _, id in ipairs(ids) do redis.call('ZADD', key, ARGV[6], id) end
-return ids
+return {ids, unpack(woken)}
 """
 
 # ARGV[4]: a name; [5]: now; [6]: when a woken record's message is sent again if no worker
 # starts it; [7]: the most of that name that may run at once, or ''; [8], [9]: its rate
-# limit's starts and window, or ''; [10]: the most records to wake, or ''. A task of that name
-# ended (or a queued one was cancelled): if its gate
-# is closed, the records of its lane that may start now are woken (answers their flat
-# hashes, for the caller to send).
+# limit's starts and window, or ''. A task of that name ended, or a queued one was
+# cancelled: if its gate is closed, the records in its room with no message out are woken
+# (answers their flat hashes, for the caller to send).
 OPEN_GATE = GATE + r"""
 local name, now = ARGV[4], tonumber(ARGV[5])
 if not redis.call('ZSCORE', P .. 'gates', name) then return {} end
@@ -184,8 +186,7 @@ if redis.call('EXISTS', P .. 'ready:' .. name) == 0 then
 end
 local rate = nil
 if ARGV[8] ~= '' then rate = {tonumber(ARGV[8]), tonumber(ARGV[9])} end
-local free = math.min(room(name, now, tonumber(ARGV[7]), rate),
-                     tonumber(ARGV[10]) or HAND_ON_MOST)
+local free = room(name, now, tonumber(ARGV[7]), rate)
 if free <= 0 then return {} end
 return wake(name, free, now, ARGV[6])
 """

@@ -154,9 +154,10 @@ async def drain_with_no_web_process(redis: RedisServer, tmp_path: Path) -> None:
 
 async def test_a_cancelled_woken_record_passes_its_turn_on(tmp_path: Path) -> None:
     # A record woken (its message sent by the worker whose task ended) is cancelled before
-    # its message runs. Celery drops a revoked message unseen, so the cancelling web
-    # process wakes the next in line, and that is the last web process: no dispatch pass
-    # is left to wake it later.
+    # its message runs, by the last web process, which then stops: the lane must not
+    # stall. Celery drops a revoked message unseen: the cancelling process passes the turn
+    # on (tests/celery/test_dispatcher.py shows that alone does), as does a worker that
+    # finds the message's record ended, or that process's dispatch pass before it stops.
     with running_redis() as redis:
         deployment = Deployment.on(redis, tmp_path / "runs.jsonl")
         worker = start_worker(tmp_path, deployment, "w", "--pool", "prefork", "-c", "4",
@@ -195,9 +196,9 @@ async def cancel_a_woken_record(scene: Scene) -> list[TaskRecord]:
     assert scene.messages() == 1
     scene.start_web()  # its dispatch pass wakes only a lane's first: C, whose message waits
     await scene.cancel("C")
-    scene.stop_web()  # a clean stop: its messages sent first
+    scene.stop_web()  # a clean stop: its messages sent first; no web process is left
     scene.open("blockers")
-    await scene.started("D")  # after C's revoked message, in C's place
+    await scene.started("D")  # in C's place
     scene.open("B")
     scene.open("rest")
     return await all_ended(scene.deployment.store, list(scene.ids.values()))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.stores import SQLiteStore, TaskStore, open_store
-from tests.redis_server import fresh_prefix, redis_server
+from service.stores import RedisStore, SQLiteStore, TaskStore, open_store
+from tests.redis_server import RedisServer, fresh_prefix, redis_server
 
 from .contract import Events
 from .copying import CopyingStore
@@ -63,3 +63,13 @@ async def pair(db: str) -> AsyncIterator[tuple[SQLiteStore, SQLiteStore]]:
     yield first, second
     await first.close()
     await second.close()
+
+
+@pytest.fixture
+async def redis_store(redis_server: RedisServer) -> AsyncIterator[RedisStore]:
+    """A Redis store of its own (a fresh key prefix) on the session's redis-server."""
+    opened = open_store(f"{redis_server.url}?prefix={fresh_prefix()}")
+    assert isinstance(opened, RedisStore)
+    await opened.open()
+    yield opened
+    await opened.close()
