@@ -32,6 +32,7 @@ from . import sqlite_rates
 from . import sqlite_reads as reads
 from . import sqlite_upkeep as upkeep
 from .base import ChangeKind, ClaimRequest, ListQuery, Outcome, StoreUnavailable, TaskStore
+from .sqlite_feed_order import FeedOrder
 from .sqlite_lock import WriterLock
 from .sqlite_open import Options, StoreOpenError, Synchronous, open_reader, open_writer
 from .sqlite_writer import Tx, Writer, is_busy, unavailable
@@ -68,6 +69,7 @@ class SQLiteStore(TaskStore):
         self.progress_interval = progress_interval
         self._reader_count = readers
         self._writer_id = secrets.token_hex(8)
+        self._feed_order = FeedOrder(self._writer_id)
         self._writer: Writer | None = None
         self._write_conn: sqlite3.Connection | None = None
         self._lock: WriterLock | None = None
@@ -202,8 +204,9 @@ class SQLiteStore(TaskStore):
 
     async def changes_since(self, cursor: int | None
                             ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:
-        return await self._read(lambda conn: reads.changes_since(conn, cursor,
-                                                                 self._writer_id))
+        last, rows = await self._read(lambda conn: reads.changes_since(conn, cursor,
+                                                                       self._writer_id))
+        return last, self._feed_order.skip_reported(last, rows)
 
     # -- the runner -----------------------------------------------------------------------
 
@@ -215,6 +218,7 @@ class SQLiteStore(TaskStore):
 
         def run(tx: Tx) -> list[TaskRecord]:
             records = ops.claim(tx, request)
+            self._feed_order.report_unread(tx, [r.id for r in records])
             tx.after.append(lambda: self._hold(records))
             return records
 

@@ -70,9 +70,9 @@ def next_due(conn: sqlite3.Connection) -> float | None:
 
 
 def changes_since(conn: sqlite3.Connection, cursor: int | None, writer_id: str
-                  ) -> tuple[int, list[tuple[ChangeKind, TaskRecord]]]:
-    """Changes other writers committed after ``cursor``, each in order with the record as
-    of that change (see :mod:`.feed_state`); deleted records are left out."""
+                  ) -> tuple[int, list[tuple[int, ChangeKind, TaskRecord]]]:
+    """Changes other writers committed after ``cursor``, each in order with its number and
+    the record as of that change (see :mod:`.feed_state`); deleted records are left out."""
     if cursor is None:
         (last,) = conn.execute("SELECT coalesce(max(n), 0) FROM changes").fetchone()
         return int(last), []
@@ -88,8 +88,8 @@ def changes_since(conn: sqlite3.Connection, cursor: int | None, writer_id: str
             (last,) = conn.execute("SELECT coalesce(max(n), ?) FROM changes",
                                    (cursor,)).fetchone()
         records = by_id(conn, list(dict.fromkeys(task_id for _, task_id, _, _ in rows)))
-        return int(last), [(kind, as_of(records[task_id], state))
-                           for _, task_id, kind, state in rows if task_id in records]
+        return int(last), [(n, kind, as_of(records[task_id], state))
+                           for n, task_id, kind, state in rows if task_id in records]
     finally:
         conn.execute("COMMIT")
 

@@ -126,6 +126,23 @@ async def test_changes_since_reports_the_other_stores_changes(
     assert [(k, r.id) for k, r in changes] == [("status", two.id)]
 
 
+async def test_a_claim_reports_first_the_changes_its_reader_has_not_yet_read(
+        pair: tuple[SQLiteStore, SQLiteStore]) -> None:
+    # a record the other store changed last (here: added; a release from dependencies is
+    # the same), claimed here before this store's feed reader reads that change: this
+    # store's listener gets the change first, then the claim, and the reader skips it
+    first, second = pair
+    seen: list[tuple[str, str, Status]] = []
+    second.on_change = lambda kind, record: seen.append((kind, record.id, record.status))
+    cursor, _ = await second.changes_since(None)
+    one, two = await first.add([new(), new()])
+    (claimed,) = await second.claim(request("w2"))
+    assert claimed.id == one.id
+    assert seen == [("status", one.id, Status.QUEUED), ("status", one.id, Status.RUNNING)]
+    _, changes = await second.changes_since(cursor)
+    assert [(k, r.id, r.status) for k, r in changes] == [("status", two.id, Status.QUEUED)]
+
+
 async def test_every_store_signs_cursors_with_one_key(
         pair: tuple[SQLiteStore, SQLiteStore], db: str) -> None:
     first, second = pair
