@@ -77,6 +77,15 @@ class Dispatcher:
         if clear:
             await self.store.dispatched(clear)
 
+    async def send_released(self, records: Sequence[TaskRecord]) -> None:
+        """Send the messages of records just released from their dependencies, each
+        planned (if it is still planned) to be sent again after ``resend``: they have
+        just become startable, however long they waited."""
+        now = time.time()
+        await self.store.plan_dispatch({r.id: now + self.resend for r in records},
+                                       planned_only=True)
+        await self.send(records, replan=False)
+
     def _wait_after(self, record: TaskRecord, now: float) -> float:
         """How long a sent message may go unclaimed: ``resend``, or as long as the record
         has been startable (so a long backlog costs a few messages per task, no flood)."""

@@ -209,7 +209,7 @@ class WorkerHost:
         await self._open_gate(record.name)
         released, self._released = self._released, []
         if released:  # records that waited for this one: theirs are sent from here
-            await self._dispatcher.send(released)
+            await self._dispatcher.send_released(released)
 
     def _hand_on(self, records: tuple[TaskRecord, ...]) -> None:
         """Send the messages of the records a start under a closed gate woke (in the

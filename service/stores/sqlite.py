@@ -218,7 +218,8 @@ class SQLiteStore(TaskStore):
 
         def run(tx: Tx) -> list[TaskRecord]:
             records = ops.claim(tx, request)
-            self._feed_order.report_unread(tx, [r.id for r in records])
+            # the records it started, and those it made due: their others' changes first
+            self._feed_order.report_unread(tx, list({r.id: r for _, r in tx.events}))
             tx.after.append(lambda: self._hold(records))
             return records
 

@@ -15,15 +15,16 @@ from ..models import TaskRecord
 from .base import ChangeKind
 from .feed_state import as_of
 from .sqlite_schema import by_id
-from .sqlite_writer import Tx
+from .sqlite_writer import Event, Tx
 
 FeedRow = tuple[int, ChangeKind, TaskRecord]
 """A change another writer made: its number in the feed, its kind, the record as of it."""
 
 
 class FeedOrder:
-    """Shared by the store's writer thread (:meth:`report_unread`) and the feed reader
-    (:meth:`skip_reported`), under one lock: a change is handed on by one of the two."""
+    """Shared by the store's writer thread (:meth:`report_unread`) and its one feed reader
+    (:meth:`skip_reported`, the service's follower), under one lock: a change is handed on
+    by one of the two."""
 
     def __init__(self, writer_id: str) -> None:
         self._writer_id = writer_id
@@ -42,17 +43,28 @@ class FeedOrder:
 
     def report_unread(self, tx: Tx, task_ids: Sequence[str]) -> None:
         """In a write that changes ``task_ids``: the changes of theirs that other writers
-        made and the reader has not handed on go before this write's own."""
+        made and the reader has not handed on go before this write's own. Marked as
+        reported once the write is committed (a transaction run again reports afresh; one
+        that fails reports nothing), unless the reader has handed them on by then."""
         with self._lock:
-            if self._cursor is None or not task_ids:
-                return
-            rows = _unread(tx.conn, self._cursor, self._writer_id, task_ids)
-            if not rows:
-                return
-            records = by_id(tx.conn, [task_id for _, task_id, _, _ in rows])
-            tx.events[:0] = [(kind, as_of(records[task_id], state))
-                             for _, task_id, kind, state in rows if task_id in records]
-            self._reported.update(n for n, _, _, _ in rows)
+            cursor = self._cursor
+        if cursor is None or not task_ids:
+            return
+        rows = _unread(tx.conn, cursor, self._writer_id, task_ids)
+        if not rows:
+            return
+        records = by_id(tx.conn, [task_id for _, task_id, _, _ in rows])
+        early = [(n, (kind, as_of(records[task_id], state)))
+                 for n, task_id, kind, state in rows if task_id in records]
+        tx.events[:0] = [event for _, event in early]
+        tx.committed.append(lambda: self._mark(tx, early))
+
+    def _mark(self, tx: Tx, early: list[tuple[int, Event]]) -> None:
+        with self._lock:
+            handed = [event for n, event in early if n <= (self._cursor or 0)]
+            self._reported.update(n for n, _ in early if n > (self._cursor or 0))
+        for event in handed:  # the reader has handed these on already: not twice
+            tx.events.remove(event)
 
 
 def _unread(conn: sqlite3.Connection, cursor: int, writer_id: str, task_ids: Sequence[str]

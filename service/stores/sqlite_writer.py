@@ -71,13 +71,16 @@ class Tx:
     """What one operation writes with: the connection, the change feed, and what to do on
     the event loop once the transaction is committed."""
 
-    __slots__ = ("after", "conn", "events", "writer_id")
+    __slots__ = ("after", "committed", "conn", "events", "writer_id")
 
     def __init__(self, conn: sqlite3.Connection, writer_id: str) -> None:
         self.conn = conn
         self.writer_id = writer_id
         self.events: list[Event] = []
         self.after: list[Callable[[], None]] = []
+        self.committed: list[Callable[[], None]] = []
+        """Run on the writer's thread once the transaction is committed, before
+        :attr:`after` and the events."""
 
     def log(self, task_id: str, kind: ChangeKind, state: str | None = None) -> None:
         """Append to the change feed that other processes read; ``state`` is the record's
@@ -255,6 +258,10 @@ class Writer:
                 conn.execute("RELEASE op")
         conn.execute("COMMIT")
         self.commits += 1
+        for op in ops:
+            if op.error is None and op.tx is not None:
+                for hook in op.tx.committed:
+                    hook()
         return True
 
     def _fail(self, ops: list[_Op[Any]], exc: BaseException) -> None:

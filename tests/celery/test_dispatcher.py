@@ -111,3 +111,15 @@ async def test_a_head_its_gate_wakes_is_sent_again_after_the_resend(web: Web) ->
     # it has been queued, the wait of a message sent again)
     later = await web.store.take_dispatch(time.time() + RESEND + 1, 10, time.time() + 600)
     assert head.id in later.ids + [r.id for r in later.woken]
+
+
+async def test_a_released_record_is_sent_again_after_the_resend(web: Web) -> None:
+    # it waited long (its creation is long past) for a dependency; just released, its
+    # message is sent, and if that is lost, sent again after the resend, not after its wait
+    (record,) = await web.store.add_planned([new("limited")], None, {})
+    now = time.time()
+    await web.store.plan_dispatch({record.id: now + 1000})  # as a waiting record's
+    await web.dispatch.dispatcher.send_released([record])
+    assert web.messages() == 1
+    later = await web.store.take_dispatch(time.time() + RESEND + 1, 10, time.time() + 600)
+    assert later.ids == [record.id]

@@ -8,6 +8,7 @@ writer thread); test_sqlite_files.py also runs two real processes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -141,6 +142,20 @@ async def test_a_claim_reports_first_the_changes_its_reader_has_not_yet_read(
     assert seen == [("status", one.id, Status.QUEUED), ("status", one.id, Status.RUNNING)]
     _, changes = await second.changes_since(cursor)
     assert [(k, r.id, r.status) for k, r in changes] == [("status", two.id, Status.QUEUED)]
+
+
+async def test_a_claim_reports_first_the_unread_changes_of_records_it_made_due(
+        pair: tuple[SQLiteStore, SQLiteStore]) -> None:
+    first, second = pair
+    seen: list[tuple[str, Status]] = []
+    second.on_change = lambda kind, record: seen.append((kind, record.status))
+    cursor, _ = await second.changes_since(None)
+    due = dataclasses.replace(new(), status=Status.SCHEDULED, scheduled_at=NOW - 1)
+    await first.add([due])  # due: the next claim makes it queued
+    assert await second.claim(request("w2", excluded=frozenset({"t"}))) == []
+    assert seen == [("status", Status.SCHEDULED), ("status", Status.QUEUED)]
+    _, changes = await second.changes_since(cursor)
+    assert changes == []
 
 
 async def test_every_store_signs_cursors_with_one_key(
