@@ -219,7 +219,7 @@ class SQLiteStore(TaskStore):
         def run(tx: Tx) -> list[TaskRecord]:
             records = ops.claim(tx, request)
             # the records it started, and those it made due: their others' changes first
-            self._feed_order.report_unread(tx, list({r.id: r for _, r in tx.events}))
+            self._feed_order.report_unread(tx, list(dict.fromkeys(r.id for _, r in tx.events)))
             tx.after.append(lambda: self._hold(records))
             return records
 

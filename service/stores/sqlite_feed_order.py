@@ -46,9 +46,11 @@ class FeedOrder:
         made and the reader has not handed on go before this write's own. Marked as
         reported once the write is committed (a transaction run again reports afresh; one
         that fails reports nothing), unless the reader has handed them on by then."""
+        if not task_ids:
+            return
         with self._lock:
             cursor = self._cursor
-        if cursor is None or not task_ids:
+        if cursor is None:
             return
         rows = _unread(tx.conn, cursor, self._writer_id, task_ids)
         if not rows:

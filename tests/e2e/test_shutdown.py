@@ -126,9 +126,9 @@ def send(stop: Stop, server: Server, worker: int) -> None:
 async def first_answer(server: Server, path: str, wanted: int, method: str = "GET"
                        ) -> httpx.Response:
     """Ask on fresh connections until the answer has status ``wanted`` (a draining server
-    still accepts connections and answers them). With several workers, one with nothing to
-    drain stops first, and a connection it took just then is closed unanswered: that once
-    or twice, the client asks again on another."""
+    still accepts connections and answers them). With several workers, a connection may
+    be closed unanswered as a worker stops (seen once in CI; the cause is not proven): at
+    most ``MOST_DROPPED`` times, the client asks again on another."""
     end = time.monotonic() + GRACE
     dropped = 0
     while True:
